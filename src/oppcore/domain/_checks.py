@@ -1,0 +1,121 @@
+"""Checks for values that arrive from outside.
+
+Every public constructor and command funnels its arguments through these, so that bad
+input always surfaces as a ``ValidationError`` that names the value, never as a raw
+``TypeError`` from deep inside.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from oppcore.exceptions import ValidationError
+
+MAX_INTEGER_DIGITS = 15
+MAX_PLACES = 6
+MAX_TEXT = 100_000
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def text(value: object, what: str, *, allow_empty: bool = True) -> str:
+    if not isinstance(value, str):
+        raise ValidationError(f"{what} must be text, not {_short(value)}.")
+    if not allow_empty and not value.strip():
+        raise ValidationError(f"{what} must not be blank, but is {_short(value)}.")
+    if len(value) > MAX_TEXT:
+        raise ValidationError(f"{what} is {len(value):,} characters; the limit is {MAX_TEXT:,}.")
+    return value
+
+
+def optional_text(value: object, what: str) -> str | None:
+    if value is None:
+        return None
+    return text(value, what, allow_empty=False)
+
+
+def decimal(value: object, what: str) -> Decimal:
+    """A finite, sane Decimal from ``str``, ``int`` or ``Decimal``; floats are refused."""
+    if isinstance(value, bool):
+        raise ValidationError(f"{what} must be a number, not {value!r}.")
+    if isinstance(value, float):
+        raise ValidationError(
+            f"{what} {value!r} is a float, which cannot hold money exactly: "
+            f"pass a string such as {str(value)!r}."
+        )
+    if isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, int):
+        if abs(value) >= 10**MAX_INTEGER_DIGITS:
+            raise ValidationError(
+                f"{what} {_short(value)} has more than {MAX_INTEGER_DIGITS} integer digits."
+            )
+        number = Decimal(value)
+    elif isinstance(value, str):
+        candidate = value.strip()
+        if len(candidate) > 64:
+            raise ValidationError(f"{what} {_short(value)} is not a number oppcore accepts.")
+        try:
+            number = Decimal(candidate)
+        except InvalidOperation:
+            raise ValidationError(f"{what} {_short(value)} is not a number.") from None
+    else:
+        raise ValidationError(
+            f"{what} must be a number as str, int or Decimal, not {_short(value)}."
+        )
+    if not number.is_finite():
+        raise ValidationError(f"{what} {_short(value)} is not a finite number.")
+    if number and number.adjusted() >= MAX_INTEGER_DIGITS:
+        raise ValidationError(
+            f"{what} {_short(value)} has more than {MAX_INTEGER_DIGITS} integer digits."
+        )
+    exponent = number.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite numbers have an int exponent
+    if exponent < -MAX_PLACES:
+        raise ValidationError(f"{what} {_short(value)} has more than {MAX_PLACES} decimal places.")
+    return number
+
+
+def percentage(value: object, what: str) -> Decimal:
+    number = decimal(value, what)
+    if not Decimal(0) <= number <= Decimal(100):
+        raise ValidationError(f"{what} {_short(value)} is outside 0 to 100.")
+    return number
+
+
+def aware(value: object, what: str) -> datetime:
+    """An aware datetime, normalised to UTC."""
+    if not isinstance(value, datetime):
+        raise ValidationError(f"{what} must be a datetime, not {_short(value)}.")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValidationError(
+            f"{what} {value.isoformat()!r} is naive: give it a timezone, such as UTC."
+        )
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValidationError(f"{what} {value.isoformat()!r} is outside the calendar.") from None
+
+
+def optional_aware(value: object, what: str) -> datetime | None:
+    return None if value is None else aware(value, what)
+
+
+def day(value: object, what: str) -> date:
+    """A calendar date; a datetime is refused so that no time of day is lost silently."""
+    if isinstance(value, datetime) or not isinstance(value, date):
+        raise ValidationError(f"{what} must be a date (not a datetime), not {_short(value)}.")
+    return value
+
+
+def optional_day(value: object, what: str) -> date | None:
+    return None if value is None else day(value, what)
+
+
+def short(value: Any) -> str:
+    return _short(value)
