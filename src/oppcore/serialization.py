@@ -183,10 +183,11 @@ def _variadic_tuple_hook(kind: Any, converter: Converter) -> Callable[[Any, Any]
 
 
 def _note(exc: BaseException, note: str) -> None:
-    exc.__notes__ = [*getattr(exc, "__notes__", []), note]
+    # Set directly rather than add_note(): cattrs reads __notes__ on Python 3.10 too.
+    exc.__notes__ = [*getattr(exc, "__notes__", []), note]  # type: ignore[attr-defined]
 
 
-def _attrs_hook(converter: Converter, cls: type[T]) -> Callable[[Any, Any], T]:
+def _attrs_hook(converter: Converter, cls: Any) -> Callable[[Any, Any], Any]:
     """Structure ``cls`` field by field, running each field's own converter, so that a bad
     value is reported at its path rather than as one error for the whole object."""
     attrs.resolve_types(cls)
@@ -194,7 +195,7 @@ def _attrs_hook(converter: Converter, cls: type[T]) -> Callable[[Any, Any], T]:
     names = {field.alias or field.name for field in fields}
     allowed = names | ({EVENT_TAG} if cls in EVENT_TYPES else set())
 
-    def structure(data: Any, _: Any) -> T:
+    def structure(data: Any, _: Any) -> Any:
         if not isinstance(data, Mapping):
             raise ValidationError(
                 f"Expected an object for {cls.__name__}, not {_checks.short(data)}."
@@ -218,7 +219,7 @@ def _attrs_hook(converter: Converter, cls: type[T]) -> Callable[[Any, Any], T]:
             try:
                 value = converter.structure(data[name], field.type)
                 if field.converter is not None:
-                    value = field.converter(value)  # type: ignore[operator]
+                    value = field.converter(value)
                 kwargs[name] = value
             except Exception as exc:
                 _note(exc, note)
@@ -283,7 +284,7 @@ def structure(data: Any, cls: type[T]) -> T:
             f"Expected {cls.__name__}, but the document holds {type(value).__name__}.",
             errors=[f"invalid value: expected {cls.__name__} @ $.{EVENT_TAG}"],
         )
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def dumps(value: Any) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Union
+from typing import TypeAlias
 
 import attrs
 
@@ -153,17 +153,17 @@ class LineItemChanged(_Event):
     item: LineItem
 
 
-Event = Union[
-    Opened,
-    StageChanged,
-    FieldsChanged,
-    LineItemAdded,
-    LineItemRemoved,
-    LineItemChanged,
-    Won,
-    Lost,
-    Reopened,
-]
+Event: TypeAlias = (
+    Opened
+    | StageChanged
+    | FieldsChanged
+    | LineItemAdded
+    | LineItemRemoved
+    | LineItemChanged
+    | Won
+    | Lost
+    | Reopened
+)
 
 EVENT_TYPES: tuple[type[Event], ...] = (
     Opened,

@@ -14,26 +14,69 @@ from oppcore.domain.opportunity import Opportunity
 from oppcore.exceptions import CurrencyMismatchError, ValidationError
 
 
-def _id(what: str) -> Any:
-    return lambda value: _checks.text(value, what, allow_empty=False)
+# One named converter per field, so that each error names the field (and mypy can see them).
+def _lead_id(value: object) -> str:
+    return _checks.text(value, "Lead id", allow_empty=False)
 
 
-def _optional(what: str) -> Any:
-    return lambda value: _checks.optional_text(value, what)
+def _lead_name(value: object) -> str:
+    return _checks.text(value, "Lead name", allow_empty=False)
+
+
+def _company(value: object) -> str | None:
+    return _checks.optional_text(value, "Company")
+
+
+def _source(value: object) -> str | None:
+    return _checks.optional_text(value, "Lead source")
+
+
+def _campaign_id(value: object) -> str:
+    return _checks.text(value, "Campaign id", allow_empty=False)
+
+
+def _optional_campaign_id(value: object) -> str | None:
+    return _checks.optional_text(value, "Campaign id")
+
+
+def _campaign_name(value: object) -> str:
+    return _checks.text(value, "Campaign name", allow_empty=False)
+
+
+def _campaign_type(value: object) -> str | None:
+    return _checks.optional_text(value, "Campaign type")
+
+
+def _created_at(value: object) -> datetime | None:
+    return _checks.optional_aware(value, "Lead created_at")
+
+
+def _start(value: object) -> date | None:
+    return _checks.optional_day(value, "Campaign start")
+
+
+def _end(value: object) -> date | None:
+    return _checks.optional_day(value, "Campaign end")
+
+
+def _budgeted_cost(value: object) -> Money | None:
+    return None if value is None else as_money(value, "Budgeted cost")
+
+
+def _actual_cost(value: object) -> Money | None:
+    return None if value is None else as_money(value, "Actual cost")
 
 
 @attrs.frozen
 class Lead:
     """A prospect not yet qualified into a deal, and the channel (``source``) it came through."""
 
-    id: str = attrs.field(converter=_id("Lead id"))
-    name: str = attrs.field(converter=_id("Lead name"))
-    company: str | None = attrs.field(default=None, converter=_optional("Company"))
-    source: str | None = attrs.field(default=None, converter=_optional("Lead source"))
-    campaign_id: str | None = attrs.field(default=None, converter=_optional("Campaign id"))
-    created_at: datetime | None = attrs.field(
-        default=None, converter=lambda v: _checks.optional_aware(v, "Lead created_at")
-    )
+    id: str = attrs.field(converter=_lead_id)
+    name: str = attrs.field(converter=_lead_name)
+    company: str | None = attrs.field(default=None, converter=_company)
+    source: str | None = attrs.field(default=None, converter=_source)
+    campaign_id: str | None = attrs.field(default=None, converter=_optional_campaign_id)
+    created_at: datetime | None = attrs.field(default=None, converter=_created_at)
 
     def convert(
         self,
@@ -62,27 +105,17 @@ class Lead:
         )
 
 
-def _optional_money(what: str) -> Any:
-    return lambda value: None if value is None else as_money(value, what)
-
-
 @attrs.frozen
 class Campaign:
     """A marketing campaign deals are attributed to, with what it was meant to and did cost."""
 
-    id: str = attrs.field(converter=_id("Campaign id"))
-    name: str = attrs.field(converter=_id("Campaign name"))
-    type: str | None = attrs.field(default=None, converter=_optional("Campaign type"))
-    start: date | None = attrs.field(
-        default=None, converter=lambda v: _checks.optional_day(v, "Campaign start")
-    )
-    end: date | None = attrs.field(
-        default=None, converter=lambda v: _checks.optional_day(v, "Campaign end")
-    )
-    budgeted_cost: Money | None = attrs.field(
-        default=None, converter=_optional_money("Budgeted cost")
-    )
-    actual_cost: Money | None = attrs.field(default=None, converter=_optional_money("Actual cost"))
+    id: str = attrs.field(converter=_campaign_id)
+    name: str = attrs.field(converter=_campaign_name)
+    type: str | None = attrs.field(default=None, converter=_campaign_type)
+    start: date | None = attrs.field(default=None, converter=_start)
+    end: date | None = attrs.field(default=None, converter=_end)
+    budgeted_cost: Money | None = attrs.field(default=None, converter=_budgeted_cost)
+    actual_cost: Money | None = attrs.field(default=None, converter=_actual_cost)
 
     def __attrs_post_init__(self) -> None:
         if self.start is not None and self.end is not None and self.end < self.start:

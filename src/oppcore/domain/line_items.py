@@ -37,6 +37,26 @@ def _quantity(value: object) -> Decimal:
     return quantity
 
 
+def _product(value: object) -> str:
+    return _checks.text(value, "Product", allow_empty=False)
+
+
+def _unit_price(value: object) -> Money:
+    return as_money(value, "Unit price")
+
+
+def _discount(value: object) -> Decimal:
+    return _checks.percentage(value, "Discount")
+
+
+def _description(value: object) -> str:
+    return _checks.text(value, "Description")
+
+
+def _parent_id(value: object) -> str | None:
+    return _checks.optional_text(value, "Parent line id")
+
+
 def _new_id(value: object) -> str:
     if value is None:
         return str(uuid.uuid4())
@@ -51,17 +71,13 @@ class LineItem:
     may name the line it belongs to in ``parent_id``.
     """
 
-    product: str = attrs.field(converter=lambda v: _checks.text(v, "Product", allow_empty=False))
-    unit_price: Money = attrs.field(converter=lambda v: as_money(v, "Unit price"))
+    product: str = attrs.field(converter=_product)
+    unit_price: Money = attrs.field(converter=_unit_price)
     quantity: Decimal = attrs.field(default=Decimal(1), converter=_quantity)
-    discount: Decimal = attrs.field(
-        default=Decimal(0), converter=lambda v: _checks.percentage(v, "Discount")
-    )
+    discount: Decimal = attrs.field(default=Decimal(0), converter=_discount)
     kind: LineKind = attrs.field(default=LineKind.PRODUCT, converter=_kind)
-    description: str = attrs.field(default="", converter=lambda v: _checks.text(v, "Description"))
-    parent_id: str | None = attrs.field(
-        default=None, converter=lambda v: _checks.optional_text(v, "Parent line id")
-    )
+    description: str = attrs.field(default="", converter=_description)
+    parent_id: str | None = attrs.field(default=None, converter=_parent_id)
     id: str = attrs.field(default=None, converter=_new_id)
 
     def __attrs_post_init__(self) -> None:

@@ -196,7 +196,7 @@ class Opportunity:
         code = None if currency is None else currency_code(currency)
         code = _common_currency(code, manual, items)
         chance, hand_set = _opening_probability(target, probability)
-        fields = {
+        fields: dict[str, Any] = {
             "type": _checks.optional_text(type, "Type"),
             "expected_close": _checks.optional_day(expected_close, "Expected close"),
             "campaign_id": _checks.optional_text(campaign_id, "Campaign id"),

@@ -114,15 +114,33 @@ def _stale(value: object) -> int | None:
     return value
 
 
+def _stage_key(value: object) -> str:
+    return _checks.text(value, "Stage key", allow_empty=False)
+
+
+def _stage_label(value: object) -> str:
+    return _checks.text(value, "Stage label")
+
+
+def _stage_probability(value: object) -> Decimal:
+    return _checks.percentage(value, "Stage probability")
+
+
+def _pipeline_id(value: object) -> str:
+    return _checks.text(value, "Pipeline id", allow_empty=False)
+
+
+def _pipeline_name(value: object) -> str:
+    return _checks.text(value, "Pipeline name")
+
+
 @attrs.frozen
 class Stage:
     """One step of a pipeline, with its default probability and what it means for the deal."""
 
-    key: str = attrs.field(converter=lambda v: _checks.text(v, "Stage key", allow_empty=False))
-    label: str = attrs.field(converter=lambda v: _checks.text(v, "Stage label"))
-    probability: Decimal = attrs.field(
-        converter=lambda v: _checks.percentage(v, "Stage probability")
-    )
+    key: str = attrs.field(converter=_stage_key)
+    label: str = attrs.field(converter=_stage_label)
+    probability: Decimal = attrs.field(converter=_stage_probability)
     outcome: Outcome = attrs.field(default=Outcome.OPEN, converter=_outcome)
     forecast_category: ForecastCategory = attrs.field(default=None, converter=_category)
     labels: Mapping[str, str] = attrs.field(factory=dict, converter=_labels)
@@ -230,8 +248,8 @@ class Pipeline:
     stage reachable and every open stage able to reach a closed one.
     """
 
-    id: str = attrs.field(converter=lambda v: _checks.text(v, "Pipeline id", allow_empty=False))
-    name: str = attrs.field(converter=lambda v: _checks.text(v, "Pipeline name"))
+    id: str = attrs.field(converter=_pipeline_id)
+    name: str = attrs.field(converter=_pipeline_name)
     stages: tuple[Stage, ...] = attrs.field(converter=_stages)
     transitions: Mapping[str, tuple[str, ...]] | None = attrs.field(
         default=None, converter=_transitions
