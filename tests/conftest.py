@@ -28,7 +28,9 @@ T0 = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
 @pytest.fixture
 def shared_data() -> Path:
     """The folder of real data sets beside the project; skips when it is absent."""
-    folder = Path(os.environ.get("OPPCORE_SHARED_DATA", Path(__file__).parents[1] / ".." / "shared" / "data"))
+    folder = Path(
+        os.environ.get("OPPCORE_SHARED_DATA", Path(__file__).parents[1] / ".." / "shared" / "data")
+    )
     if not folder.is_dir():
         pytest.skip(f"shared data folder {folder} is absent (set OPPCORE_SHARED_DATA)")
     return folder.resolve()

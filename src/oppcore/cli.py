@@ -98,7 +98,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
-    demo = commands.add_parser("demo", help="open, work and win a sample deal, and print its history")
+    demo = commands.add_parser(
+        "demo", help="open, work and win a sample deal, and print its history"
+    )
     demo.set_defaults(run=_demo)
     return parser
 

@@ -25,7 +25,16 @@ def test_minor_units_match_the_iso_4217_list_shipped_by_the_iso4217_package() ->
 
 @pytest.mark.parametrize(
     ("code", "units"),
-    [("THB", 2), ("USD", 2), ("EUR", 2), ("JPY", 0), ("KRW", 0), ("VND", 0), ("BHD", 3), ("KWD", 3)],
+    [
+        ("THB", 2),
+        ("USD", 2),
+        ("EUR", 2),
+        ("JPY", 0),
+        ("KRW", 0),
+        ("VND", 0),
+        ("BHD", 3),
+        ("KWD", 3),
+    ],
 )
 def test_minor_units_of_common_currencies(code: str, units: int) -> None:
     """THB, USD, EUR have 2 places; JPY, KRW, VND none; BHD and KWD 3."""
@@ -130,4 +139,6 @@ def test_the_reverse_pair_is_derived_and_a_missing_pair_is_never_guessed() -> No
 def test_conflicting_rates_for_one_day_are_refused() -> None:
     """Two different rates for the same pair and day raise ValidationError."""
     with pytest.raises(ValidationError, match="given twice"):
-        ExchangeRates([("USD", "THB", date(2026, 1, 1), "32"), ("USD", "THB", date(2026, 1, 1), "33")])
+        ExchangeRates(
+            [("USD", "THB", date(2026, 1, 1), "32"), ("USD", "THB", date(2026, 1, 1), "33")]
+        )

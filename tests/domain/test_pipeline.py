@@ -210,7 +210,7 @@ def test_stage_probability_accepts_int_str_and_decimal_and_keeps_decimal() -> No
     for given in (25, "25", Decimal(25)):
         assert Stage("s", "S", given).probability == Decimal(25)
     with pytest.raises(ValidationError, match="float"):
-        Stage("s", "S", 25.0)  # type: ignore[arg-type]
+        Stage("s", "S", 25.0)
 
 
 def test_stage_cannot_require_an_unknown_field() -> None:
