@@ -49,3 +49,17 @@ def test_unknown_command_is_one_clear_error() -> None:
     assert result.returncode == 2
     assert "invalid choice: 'dance'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_demo_piped_into_a_reader_that_stops_early_is_not_an_error() -> None:
+    """`oppcore demo | head -1` exits cleanly, with no broken-pipe traceback."""
+    result = subprocess.run(
+        f"{sys.executable} -m oppcore demo | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert "Siam Logistics" in result.stdout
+    assert "Traceback" not in result.stderr

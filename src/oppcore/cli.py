@@ -6,6 +6,7 @@ User mistakes print one clear line on stderr and exit non-zero, never a tracebac
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta, timezone
@@ -110,7 +111,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.run(args)
+        sys.stdout.flush()
     except OppcoreError as exc:
         print(f"oppcore: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # The reader went away (`oppcore demo | head`): not an error worth a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return code
