@@ -610,9 +610,14 @@ class Opportunity:
         return opp
 
     def _apply(self, event: Event) -> Opportunity:
-        """Fold one event into a new value; checks that it is this deal's next event."""
+        """Fold one event into a new value; checks that it is this deal's next event.
+
+        Events may come from outside (a store, a file, a hand-built list), so the fold
+        checks every field it uses rather than trusting them.
+        """
         if not isinstance(event, _EVENT_CLASSES) or isinstance(event, Opened):
             raise ValidationError(f"{_checks.short(event)} cannot follow version {self.version}.")
+        _check_envelope(event)
         if event.opportunity_id != self.id:
             raise ValidationError(
                 f"Event for {event.opportunity_id!r} cannot apply to opportunity {self.id!r}."
@@ -635,6 +640,7 @@ class Opportunity:
                     f"{self.stage_key!r}."
                 )
             target = self.pipeline.stage(event.to_stage)
+            _check_stage_event(event, self.stage, target)
             updates["stage_key"] = target.key
             if target.is_open:
                 updates["last_open_stage"] = target.key
@@ -651,8 +657,18 @@ class Opportunity:
                 updates["closed_at"] = None
                 updates["lost_reason"] = None
         elif isinstance(event, FieldsChanged):
-            for name in event.fields:
-                value = getattr(event, name)
+            names = event.fields
+            if (
+                not isinstance(names, tuple)
+                or len(set(names)) != len(names)
+                or not set(names) <= set(UPDATABLE_FIELDS)
+            ):
+                raise ValidationError(
+                    f"FieldsChanged names fields {_checks.short(names)}; it may name each of "
+                    f"{', '.join(UPDATABLE_FIELDS)} once."
+                )
+            for name in names:
+                value = _clean_field(name, getattr(event, name))
                 if name == "amount":
                     updates["manual_amount"] = value
                 elif name == "probability":
@@ -661,16 +677,24 @@ class Opportunity:
                 else:
                     updates[name] = value
         elif isinstance(event, LineItemAdded):
-            updates["line_items"] = (*self.line_items, event.item)
-            if self.currency is None:
-                updates["currency"] = event.item.currency
+            updates["line_items"] = _line_items((*self.line_items, event.item))
         elif isinstance(event, LineItemRemoved):
             self.line_item(event.item_id)
-            updates["line_items"] = tuple(i for i in self.line_items if i.id != event.item_id)
+            updates["line_items"] = _line_items(i for i in self.line_items if i.id != event.item_id)
         else:
+            if not isinstance(event.item, LineItem):
+                raise ValidationError(
+                    f"LineItemChanged holds {_checks.short(event.item)}, not a LineItem."
+                )
             self.line_item(event.item.id)
-            updates["line_items"] = tuple(
+            updates["line_items"] = _line_items(
                 event.item if i.id == event.item.id else i for i in self.line_items
+            )
+        if {"currency", "manual_amount", "line_items"} & updates.keys():
+            updates["currency"] = _common_currency(
+                updates.get("currency", self.currency),
+                updates.get("manual_amount", self.manual_amount),
+                updates.get("line_items", self.line_items),
             )
         updates["events"] = (*self.events, event)
         updates["version"] = event.version
@@ -798,33 +822,98 @@ def _opened(event: Opened) -> Opportunity:
         raise ValidationError(
             f"An opportunity's history starts with Opened, not {_checks.short(event)}."
         )
+    _check_envelope(event)
+    if not isinstance(event.pipeline, Pipeline):
+        raise ValidationError(
+            f"Opened holds pipeline {_checks.short(event.pipeline)}, not a Pipeline."
+        )
     stage = event.pipeline.stage(event.stage)
     closed = not stage.is_open
+    probability = _checks.percentage(event.probability, "Probability")
+    if closed and probability != stage.probability:
+        raise ValidationError(
+            f"Opened in {stage.key!r} with probability {probability}; that stage has "
+            f"{stage.probability}."
+        )
+    _flag(event.manual_probability)
+    manual = _clean_field("amount", event.amount)
+    items = _line_items(event.line_items)
+    currency = _common_currency(_clean_field("currency", event.currency), manual, items)
     return Opportunity(
         id=event.opportunity_id,
-        name=event.name,
-        type=event.type,
+        name=_clean_field("name", event.name),
+        type=_clean_field("type", event.type),
         pipeline=event.pipeline,
         stage_key=stage.key,
-        currency=event.currency,
-        manual_amount=event.amount,
-        probability=event.probability,
+        currency=currency,
+        manual_amount=manual,
+        probability=probability,
         manual_probability=event.manual_probability,
-        expected_close=event.expected_close,
-        campaign_id=event.campaign_id,
-        lead_id=event.lead_id,
-        lead_source=event.lead_source,
-        owner=event.owner,
-        account=event.account,
-        description=event.description,
+        expected_close=_clean_field("expected_close", event.expected_close),
+        campaign_id=_clean_field("campaign_id", event.campaign_id),
+        lead_id=_clean_field("lead_id", event.lead_id),
+        lead_source=_clean_field("lead_source", event.lead_source),
+        owner=_clean_field("owner", event.owner),
+        account=_clean_field("account", event.account),
+        description=_clean_field("description", event.description),
         lost_reason=None,
-        line_items=event.line_items,
+        line_items=items,
         created_at=event.at,
         closed_at=event.at if closed else None,
         last_open_stage=stage.key if stage.is_open else event.pipeline.first_stage.key,
         events=(event,),
         version=1,
     )
+
+
+def _check_envelope(event: Event) -> None:
+    """The fields every event has: an id, a positive version, aware times in order, an author."""
+    _checks.text(event.opportunity_id, "Event opportunity_id", allow_empty=False)
+    version = event.version
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValidationError(
+            f"Event version {_checks.short(version)} is not a positive whole number."
+        )
+    at = _checks.aware(event.at, "Event time")
+    recorded = _checks.aware(event.recorded_at, "Event recorded_at")
+    if at > recorded:
+        raise ValidationError(
+            f"Event time {at.isoformat()} is after it was recorded at {recorded.isoformat()}."
+        )
+    _checks.optional_text(event.by, "by")
+
+
+def _flag(value: object) -> None:
+    if not isinstance(value, bool):
+        raise ValidationError(
+            f"manual_probability must be True or False, not {_checks.short(value)}."
+        )
+
+
+def _check_stage_event(
+    event: StageChanged | Won | Lost | Reopened, source: Stage, target: Stage
+) -> None:
+    """A stage event's class must match the move it records, so replay keeps the invariants."""
+    if isinstance(event, Won):
+        fits = source.is_open and target.is_won
+    elif isinstance(event, Lost):
+        fits = source.is_open and target.is_lost
+        _checks.optional_text(event.reason, "Lost reason")
+    elif isinstance(event, Reopened):
+        fits = not source.is_open and target.is_open
+    else:
+        fits = source.key != target.key and source.outcome is target.outcome
+    if not fits:
+        raise ValidationError(
+            f"{type(event).__name__} cannot record a move from {source.key!r} to {target.key!r}."
+        )
+    if isinstance(event, (StageChanged, Reopened)):
+        chance = _checks.percentage(event.probability, "Probability")
+        if not target.is_open and chance != target.probability:
+            raise ValidationError(
+                f"{target.key!r} has probability {target.probability}, not {chance}."
+            )
+        _flag(event.manual_probability)
 
 
 def _stamp(
