@@ -72,6 +72,8 @@ def make_converter() -> Converter:
     configure_tagged_union(
         Event, converter, tag_generator=lambda cls: cls.__name__, tag_name=EVENT_TAG
     )
+    # Structure the union ourselves, so that a missing or unknown tag is named as such.
+    converter.register_structure_hook(Event, _event_hook(converter))
     converter.register_unstructure_hook(
         Opportunity,
         lambda opp: {
@@ -234,6 +236,24 @@ def _attrs_hook(converter: Converter, cls: Any) -> Callable[[Any, Any], Any]:
     return structure
 
 
+def _event_hook(converter: Converter) -> Callable[[Any, Any], Any]:
+    by_name = {cls.__name__: cls for cls in EVENT_TYPES}
+
+    def structure(data: Any, _: Any) -> Any:
+        if not isinstance(data, Mapping):
+            raise ValidationError(f"Expected an event object, not {_checks.short(data)}.")
+        tag = data.get(EVENT_TAG)
+        cls = by_name.get(tag) if isinstance(tag, str) else None
+        if cls is None:
+            raise ValidationError(
+                f"Event type {_checks.short(tag)} in {EVENT_TAG!r} is not one of "
+                f"{', '.join(by_name)}."
+            )
+        return converter.structure(data, cls)
+
+    return structure
+
+
 def _opportunity_hook(converter: Converter) -> Callable[[Any, Any], Opportunity]:
     def structure(data: Any, _: Any) -> Opportunity:
         if not isinstance(data, Mapping) or set(data) != {"events"}:
@@ -276,7 +296,8 @@ def structure(data: Any, cls: type[T]) -> T:
     except Exception as exc:  # every problem in outside data becomes one of ours
         errors = transform_error(exc, path="$", format_exception=_format)
         raise DeserializationError(
-            f"Could not read {getattr(cls, '__name__', cls)}: {len(errors)} problem(s).",
+            f"Could not read {'Event' if target is Event else cls.__name__}: "
+            f"{len(errors)} problem(s).",
             errors=errors,
         ) from None
     if not isinstance(value, cls):
@@ -289,7 +310,13 @@ def structure(data: Any, cls: type[T]) -> T:
 
 def dumps(value: Any) -> str:
     """JSON text for any domain value or event; non-ASCII text is kept as it is."""
-    return json.dumps(unstructure(value), ensure_ascii=False, separators=(",", ":"))
+    try:
+        return json.dumps(unstructure(value), ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(
+            f"Cannot write {_checks.short(value)} as JSON: {exc}. oppcore writes its own "
+            "values, and attrs classes made of them."
+        ) from None
 
 
 def loads(text: str | bytes, cls: type[T]) -> T:

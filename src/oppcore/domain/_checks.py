@@ -19,7 +19,8 @@ MAX_TEXT = 100_000
 
 
 def _short(value: object) -> str:
-    text = repr(value)
+    # A Decimal is shown as the number it is ('-1'), not as Decimal('-1').
+    text = repr(str(value)) if isinstance(value, Decimal) else repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -45,7 +46,7 @@ def decimal(value: object, what: str) -> Decimal:
         raise ValidationError(f"{what} must be a number, not {value!r}.")
     if isinstance(value, float):
         raise ValidationError(
-            f"{what} {value!r} is a float, which cannot hold money exactly: "
+            f"{what} {value!r} is a float, which cannot hold decimals exactly: "
             f"pass a string such as {str(value)!r}."
         )
     if isinstance(value, Decimal):

@@ -30,7 +30,9 @@ def currency_code(value: object, what: str = "Currency") -> str:
         )
     code = value.strip().upper()
     if code not in MINOR_UNITS:
-        raise ValidationError(f"{what} {_checks.short(value)} is not an ISO 4217 currency code.")
+        raise ValidationError(
+            f"{what} {_checks.short(value)} is not an ISO 4217 currency code with a minor unit."
+        )
     return code
 
 
@@ -104,6 +106,11 @@ class Money:
         return Money._exact(EXACT.minus(self.amount), self.currency)
 
     def __mul__(self, factor: object) -> Money:
+        if isinstance(factor, float):
+            raise ValidationError(
+                f"Cannot multiply {self!r} by the float {factor!r}: pass a Decimal such as "
+                f"Decimal({str(factor)!r})."
+            )
         if isinstance(factor, bool) or not isinstance(factor, (Decimal, int)):
             return NotImplemented
         if isinstance(factor, Decimal) and not factor.is_finite():
@@ -239,8 +246,15 @@ def total(values: Iterable[Money], currency: str) -> Money:
 
 
 def as_money(value: Any, what: str) -> Money:
+    """``value`` as money a deal may hold: the same limits as any amount from outside.
+
+    Money from oppcore's own arithmetic can have any number of places; before it becomes
+    a deal's amount or a price it must be sane, so that what is stored always reads back.
+    Round it (``rounded()``) first.
+    """
     if not isinstance(value, Money):
         raise ValidationError(
             f"{what} must be Money, such as Money('100.00', 'USD'), not {_checks.short(value)}."
         )
+    _checks.decimal(value.amount, what)
     return value

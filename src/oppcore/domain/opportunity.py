@@ -288,16 +288,17 @@ class Opportunity:
             raise ValidationError(
                 f"Stage {target.key!r} is not a lost stage, so lose() cannot use it."
             )
-        if self.is_lost and (stage is None or target.key == self.stage_key):
-            if reason is None or reason == self.lost_reason:
+        if self.is_lost:
+            if reason is not None and reason != self.lost_reason:
+                raise TransitionError(
+                    f"Opportunity {self.id!r} is already lost ({self.lost_reason!r}); "
+                    "reopen it to record another reason.",
+                    opportunity_id=self.id,
+                    from_stage=self.stage_key,
+                    to_stage=target.key,
+                )
+            if stage is None or target.key == self.stage_key:
                 return self
-            raise TransitionError(
-                f"Opportunity {self.id!r} is already lost ({self.lost_reason!r}); "
-                "reopen it to record another reason.",
-                opportunity_id=self.id,
-                from_stage=self.stage_key,
-                to_stage=target.key,
-            )
         return self._change_stage(target, None, reason, at, by, clock)
 
     def reopen(
@@ -470,7 +471,7 @@ class Opportunity:
             changed.pop("currency", None)
         if amount is not None and amount.currency != currency:
             raise CurrencyMismatchError(
-                f"Amount {amount!r} is not in opportunity {self.id!r}'s currency {currency!r}."
+                f"Amount {amount!r} is not in the currency of opportunity {self.id!r}, {currency!r}."
             )
         if "currency" in changed and self.line_items and self.line_items[0].currency != currency:
             raise CurrencyMismatchError(
@@ -624,8 +625,8 @@ class Opportunity:
             )
         if event.version != self.version + 1:
             raise ValidationError(
-                f"Event version {event.version!r} does not follow opportunity {self.id!r}'s "
-                f"version {self.version}."
+                f"Event version {event.version!r} does not follow version {self.version} of "
+                f"opportunity {self.id!r}."
             )
         if event.at < self.events[-1].at:
             raise ValidationError(
@@ -928,8 +929,8 @@ def _stamp(
         )
     if previous is not None and when < previous.events[-1].at:
         raise ValidationError(
-            f"Event time {when.isoformat()} is before opportunity {previous.id!r}'s previous "
-            f"event at {previous.events[-1].at.isoformat()}."
+            f"Event time {when.isoformat()} is before the previous event of opportunity "
+            f"{previous.id!r}, at {previous.events[-1].at.isoformat()}."
         )
     return when, recorded
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -78,15 +79,17 @@ def _category(value: object) -> ForecastCategory | None:
     return result
 
 
-def _labels(value: object) -> dict[str, str]:
+def _labels(value: object) -> Mapping[str, str]:
     if not isinstance(value, Mapping):
         raise ValidationError(
             f"Stage labels must map a locale to a label, not {_checks.short(value)}."
         )
-    return {
+    labels = {
         _checks.text(locale, "Label locale", allow_empty=False): _checks.text(label, "Stage label")
         for locale, label in value.items()
     }
+    # Read-only: the stock pipelines are shared by every deal in the process.
+    return MappingProxyType(labels)
 
 
 def _required(value: object) -> tuple[str, ...]:
@@ -211,7 +214,7 @@ def _stages(value: object) -> tuple[Stage, ...]:
     return stages
 
 
-def _transitions(value: object) -> dict[str, tuple[str, ...]] | None:
+def _transitions(value: object) -> Mapping[str, tuple[str, ...]] | None:
     if value is None:
         return None
     if not isinstance(value, Mapping):
@@ -228,7 +231,7 @@ def _transitions(value: object) -> dict[str, tuple[str, ...]] | None:
         result[key] = tuple(
             _checks.text(t, "Transition target", allow_empty=False) for t in targets
         )
-    return result
+    return MappingProxyType(result)
 
 
 def _bool(value: object) -> bool:
