@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
 
 import pytest
 
@@ -15,9 +16,14 @@ from oppcore import (
     LineKind,
     Money,
     Opportunity,
+    Outcome,
+    Pipeline,
+    Stage,
     StageInterval,
     TransitionError,
     ValidationError,
+    dumps,
+    loads,
     using,
 )
 from oppcore.domain.events import Lost, Opened, Reopened, Won
@@ -296,3 +302,45 @@ def test_a_deal_can_open_already_won_for_imports(clock: FixedClock) -> None:
     assert opp.probability == 100
     with pytest.raises(ValidationError, match="probability 100"):
         Opportunity.open(name="Imported", stage="closed_won", probability=40, clock=clock)
+
+
+def test_stock_pipelines_cannot_be_changed_through_their_labels_or_transitions() -> None:
+    """Labels and transitions are read-only, so no deal can change a pipeline others share."""
+    stage = Pipeline.default().stages[0]
+    with pytest.raises(TypeError):
+        stage.labels["th"] = "changed"  # type: ignore[index]
+    assert Pipeline.default().stages[0].label_for("th") == "รอดำเนินการ"
+
+
+def test_a_lost_deal_never_drops_a_new_reason_silently(clock: FixedClock) -> None:
+    """lose(reason=other) on a lost deal raises, even when it names another lost stage."""
+    pipeline = Pipeline(
+        id="two-lost",
+        name="Two lost",
+        stages=(
+            *Pipeline.default().stages,
+            Stage("disqualified", "Disqualified", 0, Outcome.LOST),
+        ),
+    )
+    lost = Opportunity.open(name="Gone", pipeline=pipeline, clock=clock).lose(
+        reason="Price", clock=clock
+    )
+
+    with pytest.raises(TransitionError, match="already lost"):
+        lost.lose(reason="Timing", stage="disqualified", clock=clock)
+    moved = lost.lose(stage="disqualified", clock=clock)
+    assert moved.stage.key == "disqualified"
+    assert moved.lost_reason == "Price"
+
+
+def test_money_from_arithmetic_must_be_rounded_before_it_becomes_an_amount(
+    clock: FixedClock,
+) -> None:
+    """A typed amount obeys the input limits, so every stored amount reads back."""
+    third = Money("1000000.00", "THB") * Decimal("0.3333333")
+    with pytest.raises(ValidationError, match="decimal places"):
+        Opportunity.open(name="Thirds", amount=third, clock=clock)
+
+    opp = Opportunity.open(name="Thirds", amount=third.rounded(), clock=clock)
+
+    assert loads(dumps(opp), Opportunity) == opp
