@@ -33,7 +33,7 @@ from oppcore.domain import _checks
 from oppcore.domain.events import EVENT_TYPES, Event
 from oppcore.domain.lead import Campaign, Lead
 from oppcore.domain.line_items import LineItem
-from oppcore.domain.money import Money
+from oppcore.domain.money import Money, currency_code
 from oppcore.domain.opportunity import Opportunity
 from oppcore.domain.stages import Pipeline, Stage
 from oppcore.exceptions import DeserializationError, OppcoreError, ValidationError
@@ -144,7 +144,10 @@ def _structure_money(value: Any, _: Any) -> Money:
         raise ValidationError(
             f"Money amount must be a string, not {_checks.short(value['amount'])}."
         )
-    return Money(value["amount"], value["currency"])
+    # Any exact amount reads back, as oppcore's own arithmetic may have made it; the limits on
+    # typed-in amounts are checked where money joins a deal (and so again by replay).
+    amount = _checks.decimal(value["amount"], "Money amount", exact=True)
+    return Money._exact(amount, currency_code(value["currency"]))
 
 
 def _from_dict(cls: Any, data: Any) -> Any:

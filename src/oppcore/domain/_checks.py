@@ -16,6 +16,8 @@ from oppcore.exceptions import ValidationError
 MAX_INTEGER_DIGITS = 15
 MAX_PLACES = 6
 MAX_TEXT = 100_000
+#: Bound on numbers read back from oppcore's own documents (exact arithmetic results).
+EXACT_DIGITS = 200
 
 
 def _short(value: object) -> str:
@@ -40,8 +42,12 @@ def optional_text(value: object, what: str) -> str | None:
     return text(value, what, allow_empty=False)
 
 
-def decimal(value: object, what: str) -> Decimal:
-    """A finite, sane Decimal from ``str``, ``int`` or ``Decimal``; floats are refused."""
+def decimal(value: object, what: str, *, exact: bool = False) -> Decimal:
+    """A finite, sane Decimal from ``str``, ``int`` or ``Decimal``; floats are refused.
+
+    With ``exact``, any number of places up to ``EXACT_DIGITS`` significant digits is
+    accepted: that is for reading back the results of oppcore's own arithmetic.
+    """
     if isinstance(value, bool):
         raise ValidationError(f"{what} must be a number, not {value!r}.")
     if isinstance(value, float):
@@ -59,7 +65,7 @@ def decimal(value: object, what: str) -> Decimal:
         number = Decimal(value)
     elif isinstance(value, str):
         candidate = value.strip()
-        if len(candidate) > 64:
+        if len(candidate) > (EXACT_DIGITS + 16 if exact else 64):
             raise ValidationError(f"{what} {_short(value)} is not a number oppcore accepts.")
         try:
             number = Decimal(candidate)
@@ -71,6 +77,10 @@ def decimal(value: object, what: str) -> Decimal:
         )
     if not number.is_finite():
         raise ValidationError(f"{what} {_short(value)} is not a finite number.")
+    if exact:
+        if len(number.as_tuple().digits) > EXACT_DIGITS or abs(number.adjusted()) > EXACT_DIGITS:
+            raise ValidationError(f"{what} {_short(value)} is too large or too long a number.")
+        return number
     if number and number.adjusted() >= MAX_INTEGER_DIGITS:
         raise ValidationError(
             f"{what} {_short(value)} has more than {MAX_INTEGER_DIGITS} integer digits."

@@ -5,8 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import attrs
 
@@ -15,6 +14,9 @@ from oppcore.exceptions import ValidationError
 
 if TYPE_CHECKING:
     from oppcore.domain.opportunity import Opportunity
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 class Outcome(str, enum.Enum):
@@ -59,6 +61,29 @@ REQUIRABLE_FIELDS = frozenset(
 )
 
 
+class ReadOnlyDict(dict[K, V]):
+    """A dict that refuses changes: what a frozen value holds stays as it was built.
+
+    Unlike ``MappingProxyType`` it pickles and deep-copies, so values can go to worker
+    processes.
+    """
+
+    def _refuse(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError(f"{type(self).__name__} cannot be changed.")
+
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    clear = pop = popitem = setdefault = update = _refuse
+
+    def __reduce__(self) -> tuple[type[ReadOnlyDict[K, V]], tuple[dict[K, V]]]:
+        return (type(self), (dict(self),))
+
+    def __copy__(self) -> ReadOnlyDict[K, V]:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> ReadOnlyDict[K, V]:
+        return self
+
+
 def _enum(kind: type[enum.Enum], value: object, what: str) -> Any:
     try:
         return kind(value)
@@ -89,7 +114,7 @@ def _labels(value: object) -> Mapping[str, str]:
         for locale, label in value.items()
     }
     # Read-only: the stock pipelines are shared by every deal in the process.
-    return MappingProxyType(labels)
+    return ReadOnlyDict(labels)
 
 
 def _required(value: object) -> tuple[str, ...]:
@@ -231,7 +256,7 @@ def _transitions(value: object) -> Mapping[str, tuple[str, ...]] | None:
         result[key] = tuple(
             _checks.text(t, "Transition target", allow_empty=False) for t in targets
         )
-    return MappingProxyType(result)
+    return ReadOnlyDict(result)
 
 
 def _bool(value: object) -> bool:
