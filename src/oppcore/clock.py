@@ -13,6 +13,7 @@ from contextvars import ContextVar
 from datetime import datetime, timedelta, timezone
 from typing import Protocol, runtime_checkable
 
+from oppcore._repr import short
 from oppcore.exceptions import ValidationError
 
 
@@ -35,7 +36,7 @@ class SystemClock:
 
 def _aware(at: object, what: str) -> datetime:
     if not isinstance(at, datetime):
-        raise ValidationError(f"{what} must be a datetime, not {at!r}.")
+        raise ValidationError(f"{what} must be a datetime, not {short(at)}.")
     if at.tzinfo is None or at.utcoffset() is None:
         raise ValidationError(f"{what} {at!r} is naive: give it a timezone, such as UTC.")
     return at
@@ -55,7 +56,7 @@ class FixedClock:
 
     def advance(self, delta: timedelta) -> None:
         if not isinstance(delta, timedelta):
-            raise ValidationError(f"FixedClock.advance takes a timedelta, not {delta!r}.")
+            raise ValidationError(f"FixedClock.advance takes a timedelta, not {short(delta)}.")
         try:
             self._at = self._at + delta
         except OverflowError:
@@ -98,8 +99,8 @@ def resolve(clock: Clock | None) -> Clock:
 
 
 def _checked(clock: object) -> Clock:
-    if not isinstance(clock, Clock):
-        raise ValidationError(f"{clock!r} is not a clock: it needs a now() method.")
+    if isinstance(clock, type) or not isinstance(clock, Clock):
+        raise ValidationError(f"{short(clock)} is not a clock: it needs a now() method.")
     return clock
 
 

@@ -62,6 +62,17 @@ class ConcurrencyError(OppcoreError, RuntimeError):
         self.expected = expected
         self.actual = actual
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keyword-only arguments need help to cross a process boundary.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[Exception], args: tuple[object, ...], state: dict[str, object]) -> Exception:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
 
 class StorageError(OppcoreError, OSError):
     """A store could not be read or written."""

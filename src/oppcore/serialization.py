@@ -315,7 +315,7 @@ def dumps(value: Any) -> str:
     """JSON text for any domain value or event; non-ASCII text is kept as it is."""
     try:
         return json.dumps(unstructure(value), ensure_ascii=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, AttributeError, RecursionError) as exc:
         raise ValidationError(
             f"Cannot write {_checks.short(value)} as JSON: {exc}. oppcore writes its own "
             "values, and attrs classes made of them."

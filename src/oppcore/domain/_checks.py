@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any
 
+from oppcore._repr import short
 from oppcore.exceptions import ValidationError
+
+__all__ = ["short"]
 
 MAX_INTEGER_DIGITS = 15
 MAX_PLACES = 6
@@ -21,9 +23,7 @@ EXACT_DIGITS = 200
 
 
 def _short(value: object) -> str:
-    # A Decimal is shown as the number it is ('-1'), not as Decimal('-1').
-    text = repr(str(value)) if isinstance(value, Decimal) else repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return short(value)
 
 
 def text(value: object, what: str, *, allow_empty: bool = True) -> str:
@@ -49,7 +49,7 @@ def decimal(value: object, what: str, *, exact: bool = False) -> Decimal:
     accepted: that is for reading back the results of oppcore's own arithmetic.
     """
     if isinstance(value, bool):
-        raise ValidationError(f"{what} must be a number, not {value!r}.")
+        raise ValidationError(f"{what} must be a number, not {_short(value)}.")
     if isinstance(value, float):
         raise ValidationError(
             f"{what} {value!r} is a float, which cannot hold decimals exactly: "
@@ -126,7 +126,3 @@ def day(value: object, what: str) -> date:
 
 def optional_day(value: object, what: str) -> date | None:
     return None if value is None else day(value, what)
-
-
-def short(value: Any) -> str:
-    return _short(value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from datetime import date, datetime
 from typing import Any
 
@@ -67,6 +68,9 @@ def _actual_cost(value: object) -> Money | None:
     return None if value is None else as_money(value, "Actual cost")
 
 
+_OPEN_ARGUMENTS = frozenset(inspect.signature(Opportunity.open).parameters) - {"cls"}
+
+
 @attrs.frozen
 class Lead:
     """A prospect not yet qualified into a deal, and the channel (``source``) it came through."""
@@ -94,6 +98,11 @@ class Lead:
         for name in ("lead_id", "lead_source"):
             if name in opportunity_fields:
                 raise ValidationError(f"convert() sets {name} from the lead; do not pass it.")
+        unknown = sorted(set(opportunity_fields) - _OPEN_ARGUMENTS)
+        if unknown:
+            raise ValidationError(
+                f"convert() passes Opportunity.open arguments, and {unknown[0]!r} is not one."
+            )
         fields: dict[str, Any] = {
             "name": self.company or self.name,
             "account": self.company,

@@ -23,6 +23,8 @@ class LineKind(str, enum.Enum):
 
 def _kind(value: object) -> LineKind:
     try:
+        if not isinstance(value, str):
+            raise TypeError  # the enum's own message would repr hostile input
         return LineKind(value)
     except (ValueError, TypeError):
         raise ValidationError(

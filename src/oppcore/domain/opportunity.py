@@ -597,6 +597,8 @@ class Opportunity:
     @classmethod
     def replay(cls, events: Iterable[Event]) -> Opportunity:
         """Rebuild the opportunity from its events; ``replay(opp.events) == opp``."""
+        if isinstance(events, (str, bytes, Mapping)) or not isinstance(events, Iterable):
+            raise ValidationError(f"replay() takes a list of events, not {_checks.short(events)}.")
         iterator = iter(events)
         first = next(iterator, None)
         if not isinstance(first, Opened):
@@ -604,7 +606,7 @@ class Opportunity:
                 f"An opportunity's history starts with Opened, not {_checks.short(first)}."
             )
         if first.version != 1:
-            raise ValidationError(f"Opened must be version 1, not {first.version!r}.")
+            raise ValidationError(f"Opened must be version 1, not {_checks.short(first.version)}.")
         opp = _opened(first)
         for event in iterator:
             opp = opp._apply(event)
@@ -667,6 +669,13 @@ class Opportunity:
                 raise ValidationError(
                     f"FieldsChanged names fields {_checks.short(names)}; it may name each of "
                     f"{', '.join(UPDATABLE_FIELDS)} once."
+                )
+            stray = [
+                n for n in UPDATABLE_FIELDS if n not in names and getattr(event, n) is not None
+            ]
+            if stray:
+                raise ValidationError(
+                    f"FieldsChanged carries {stray[0]!r} without naming it in fields."
                 )
             for name in names:
                 value = _clean_field(name, getattr(event, name))
@@ -838,6 +847,10 @@ def _opened(event: Opened) -> Opportunity:
         )
     _flag(event.manual_probability)
     manual = _clean_field("amount", event.amount)
+    if not isinstance(event.line_items, tuple):
+        raise ValidationError(
+            f"Opened line_items must be a tuple, not {_checks.short(event.line_items)}."
+        )
     items = _line_items(event.line_items)
     currency = _common_currency(_clean_field("currency", event.currency), manual, items)
     return Opportunity(

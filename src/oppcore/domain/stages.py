@@ -86,6 +86,8 @@ class ReadOnlyDict(dict[K, V]):
 
 def _enum(kind: type[enum.Enum], value: object, what: str) -> Any:
     try:
+        if not isinstance(value, (str, kind)):
+            raise TypeError  # the enum's own message would repr hostile input
         return kind(value)
     except (ValueError, TypeError):
         options = ", ".join(repr(member.value) for member in kind)
@@ -215,7 +217,7 @@ class Stage:
     def from_dict(cls, data: Mapping[str, Any]) -> Stage:
         if not isinstance(data, Mapping):
             raise ValidationError(f"A stage must be a mapping, not {_checks.short(data)}.")
-        unknown = sorted(set(data) - _STAGE_KEYS)
+        unknown = sorted(str(key) for key in set(data) - _STAGE_KEYS)
         if unknown:
             raise ValidationError(f"Stage has unknown field {unknown[0]!r}.")
         missing = [name for name in ("key", "label", "probability") if name not in data]
@@ -338,23 +340,24 @@ class Pipeline:
             raise ValidationError(
                 f"Pipeline {self.id!r}: stage {unreachable[0]!r} cannot be reached from {self.stages[0].key!r}."
             )
+        # One search backwards from the closed stages finds every stage that can close
+        # (linear, so a pipeline read from a hostile file cannot stall validation).
+        sources: dict[str, list[str]] = {}
+        for source, targets in transitions.items():
+            for target in targets:
+                sources.setdefault(target, []).append(source)
+        closes = {stage.key for stage in self.stages if not stage.is_open}
+        frontier = list(closes)
+        while frontier:
+            for source in sources.get(frontier.pop(), ()):
+                if source not in closes:
+                    closes.add(source)
+                    frontier.append(source)
         for stage in self.stages:
-            if stage.is_open and not self._closes(stage.key, transitions):
+            if stage.is_open and stage.key not in closes:
                 raise ValidationError(
                     f"Pipeline {self.id!r}: open stage {stage.key!r} cannot reach a closed stage."
                 )
-
-    def _closes(self, start: str, transitions: Mapping[str, tuple[str, ...]]) -> bool:
-        seen = {start}
-        frontier = [start]
-        while frontier:
-            for target in transitions.get(frontier.pop(), ()):
-                if not self._by_key[target].is_open:
-                    return True
-                if target not in seen:
-                    seen.add(target)
-                    frontier.append(target)
-        return False
 
     # -- reading -------------------------------------------------------------------------
 
