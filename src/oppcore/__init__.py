@@ -47,6 +47,7 @@ from oppcore.exceptions import (
     ValidationError,
 )
 from oppcore.serialization import dumps, loads
+from oppcore.storage import Repository, open_repository
 
 try:
     __version__ = version("oppcore")
@@ -83,6 +84,7 @@ __all__ = [
     "Outcome",
     "Pipeline",
     "Reopened",
+    "Repository",
     "Stage",
     "StageChanged",
     "StageInterval",
@@ -96,6 +98,7 @@ __all__ = [
     "dumps",
     "get_clock",
     "loads",
+    "open_repository",
     "set_clock",
     "using",
 ]

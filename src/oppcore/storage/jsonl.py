@@ -1,0 +1,380 @@
+"""An append-only JSON Lines journal: one file, readable with any text tool, safe to share.
+
+Line 1 is the header ``{"format":"oppcore-journal","version":1}``.  Every other line is one
+committed append (or one ``append_many`` batch)::
+
+    {"crc32":"1a2b3c4d","records":[{"stream_id":...,"version":...,...},...]}
+
+The CRC32 covers the exact bytes of the ``records`` array, so damage that still parses as
+JSON is caught.  Appends take an exclusive lock on ``<journal>.lock``, catch up with lines
+other processes appended, check versions, write one line, and flush and fsync it before they
+return.  A last line without its newline was never acknowledged (a crash mid-write): it is
+ignored when reading and cut off by the next append.  Damage anywhere else raises
+``CorruptStoreError`` with the physical line number, and the store refuses to write.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import fcntl
+import json
+import os
+import threading
+import zlib
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from oppcore._repr import short
+from oppcore.exceptions import CorruptStoreError, StorageError, ValidationError
+from oppcore.storage.records import (
+    EventRecord,
+    check_batches,
+    check_read_args,
+    conflict,
+)
+
+FORMAT = "oppcore-journal"
+FORMAT_VERSION = 1
+HEADER = b'{"format":"oppcore-journal","version":1}\n'
+_PREFIX = b'{"crc32":"'
+_MIDDLE = b'","records":'
+_RECORDS_START = len(_PREFIX) + 8 + len(_MIDDLE)
+_SUFFIX = b"}\n"
+_CACHED_LINES = 32
+_CHUNK = 1 << 22
+
+
+def _fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def encode_line(records: Sequence[EventRecord]) -> bytes:
+    """One journal line holding ``records``, with its checksum."""
+    try:
+        body = json.dumps(
+            [record.to_json() for record in records],
+            ensure_ascii=False,
+            separators=(",", ":"),
+            allow_nan=False,
+        ).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"Record payloads must be JSON-compatible: {exc}.") from None
+    checksum = b"%08x" % zlib.crc32(body)
+    return _PREFIX + checksum + _MIDDLE + body + _SUFFIX
+
+
+class JsonEventStore:
+    """An event store in one JSON Lines file; several processes may share it."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        try:
+            self.path = Path(os.fspath(path))
+        except TypeError:
+            raise ValidationError(f"A journal path must be a path, not {short(path)}.") from None
+        self._guard = threading.RLock()
+        self._broken: CorruptStoreError | None = None
+        # The index: what has been read of the file so far.
+        self._end = 0  # bytes of complete, checked lines
+        self._line_count = 0  # physical lines read (the header is line 1)
+        self._line_offsets: list[int] = []  # offset of each data line
+        self._line_first: list[int] = []  # position of each data line's first record
+        self._line_sizes: list[int] = []
+        self._positions = 0
+        self._streams: dict[str, list[tuple[int, int]]] = {}  # (line index, record index)
+        self._cache: OrderedDict[int, list[dict[str, Any]]] = OrderedDict()
+        try:
+            self._open_files()
+        except OSError as exc:
+            raise StorageError(
+                f"Cannot open journal {str(self.path)!r}: {exc.strerror or exc}."
+            ) from None
+        try:
+            self._refresh()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_files(self) -> None:
+        created = False
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
+            created = True
+        except FileExistsError:
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
+        self._fd = fd
+        self._lock_fd = os.open(
+            self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600
+        )
+        if created:
+            with self._exclusive():
+                if os.fstat(self._fd).st_size == 0:
+                    self._write(HEADER)
+            _fsync_directory(self.path.parent)
+
+    def __repr__(self) -> str:
+        return f"<JsonEventStore {str(self.path)!r}: {self._positions} records>"
+
+    # -- locking and writing -------------------------------------------------------------
+
+    class _Lock:
+        def __init__(self, store: JsonEventStore) -> None:
+            self.store = store
+
+        def __enter__(self) -> None:
+            self.store._guard.acquire()
+            try:
+                fcntl.flock(self.store._lock_fd, fcntl.LOCK_EX)
+            except BaseException:
+                self.store._guard.release()
+                raise
+
+        def __exit__(self, *exc: object) -> None:
+            try:
+                fcntl.flock(self.store._lock_fd, fcntl.LOCK_UN)
+            finally:
+                self.store._guard.release()
+
+    def _exclusive(self) -> JsonEventStore._Lock:
+        return JsonEventStore._Lock(self)
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        os.fsync(self._fd)
+
+    # -- reading the file into the index -------------------------------------------------
+
+    def _corrupt(self, line: int, why: str) -> CorruptStoreError:
+        error = CorruptStoreError(
+            f"Journal {str(self.path)!r} is damaged at line {line}: {why}. oppcore will not "
+            "write to it; restore it from a backup or repair that line.",
+            line=line,
+        )
+        self._broken = error
+        return error
+
+    def _refresh(self) -> None:
+        """Read and check the complete lines other writers added since the last look."""
+        if self._broken is not None:
+            raise self._broken
+        size = os.fstat(self._fd).st_size
+        for offset, raw in self._complete_lines(self._end, size):
+            self._line_count += 1
+            if self._line_count == 1:
+                self._check_header(raw)
+            else:
+                self._index_line(raw, offset)
+            self._end = offset + len(raw)
+
+    def _complete_lines(self, start: int, stop: int) -> Iterator[tuple[int, bytes]]:
+        """``(offset, line)`` for each newline-terminated line in ``[start, stop)``.
+
+        Reads with ``pread`` (no shared file offset, no stale buffer after a torn tail is
+        cut); a last line without its newline is left for later.
+        """
+        pending = b""
+        pending_at = start
+        position = start
+        while position < stop:
+            chunk = os.pread(self._fd, min(_CHUNK, stop - position), position)
+            if not chunk:
+                return
+            position += len(chunk)
+            data = pending + chunk
+            cut = 0
+            while True:
+                newline = data.find(b"\n", cut)
+                if newline < 0:
+                    break
+                yield pending_at + cut, data[cut : newline + 1]
+                cut = newline + 1
+            pending = data[cut:]
+            pending_at += cut
+
+    def _check_header(self, raw: bytes) -> None:
+        try:
+            header = json.loads(raw)
+        except ValueError:
+            raise self._corrupt(
+                1, "the header is not JSON, so this is not an oppcore journal"
+            ) from None
+        if not isinstance(header, dict) or header.get("format") != FORMAT:
+            raise self._corrupt(1, f"the header {short(header)} is not an oppcore journal header")
+        version = header.get("version")
+        if version != FORMAT_VERSION:
+            if isinstance(version, int) and version > FORMAT_VERSION:
+                raise self._corrupt(
+                    1,
+                    f"it was written in journal format {version}, newer than this oppcore "
+                    f"reads ({FORMAT_VERSION}); upgrade oppcore to read it",
+                )
+            raise self._corrupt(1, f"the header names unknown format version {short(version)}")
+
+    def _parse(self, raw: bytes, line: int) -> list[dict[str, Any]]:
+        if (
+            not raw.startswith(_PREFIX)
+            or raw[len(_PREFIX) + 8 : _RECORDS_START] != _MIDDLE
+            or not raw.endswith(_SUFFIX)
+        ):
+            raise self._corrupt(line, "the line is not a journal entry")
+        body = raw[_RECORDS_START : -len(_SUFFIX)]
+        if b"%08x" % zlib.crc32(body) != raw[len(_PREFIX) : len(_PREFIX) + 8]:
+            raise self._corrupt(line, "its checksum does not match its content")
+        try:
+            records = json.loads(body)
+        except ValueError:
+            raise self._corrupt(line, "its records are not valid JSON") from None
+        if not isinstance(records, list):
+            raise self._corrupt(line, "its records are not a list")
+        return records
+
+    def _index_line(self, raw: bytes, offset: int) -> None:
+        line = self._line_count
+        records = self._parse(raw, line)
+        pending: dict[str, int] = {}
+        for number, record in enumerate(records):
+            if not isinstance(record, dict):
+                raise self._corrupt(line, f"record {number + 1} is not an object")
+            stream_id, version = record.get("stream_id"), record.get("version")
+            if not isinstance(stream_id, str) or not isinstance(version, int):
+                raise self._corrupt(line, f"record {number + 1} lacks a stream id or version")
+            current = pending.get(stream_id, len(self._streams.get(stream_id, ())))
+            if version != current + 1:
+                raise self._corrupt(
+                    line, f"stream {stream_id!r} jumps from version {current} to {version}"
+                )
+            pending[stream_id] = version
+        index = len(self._line_offsets)
+        for number, record in enumerate(records):
+            self._streams.setdefault(record["stream_id"], []).append((index, number))
+        self._line_offsets.append(offset)
+        self._line_first.append(self._positions + 1)
+        self._line_sizes.append(len(raw))
+        self._positions += len(records)
+        self._remember(index, records)
+
+    def _remember(self, index: int, records: list[dict[str, Any]]) -> None:
+        self._cache[index] = records
+        self._cache.move_to_end(index)
+        while len(self._cache) > _CACHED_LINES:
+            self._cache.popitem(last=False)
+
+    def _line(self, index: int) -> list[dict[str, Any]]:
+        cached = self._cache.get(index)
+        if cached is not None:
+            self._cache.move_to_end(index)
+            return cached
+        raw = os.pread(self._fd, self._line_sizes[index], self._line_offsets[index])
+        records = self._parse(raw, index + 2)
+        self._remember(index, records)
+        return records
+
+    # -- the EventStore protocol ---------------------------------------------------------
+
+    def append(
+        self, stream_id: str, records: Sequence[EventRecord], *, expected_version: int
+    ) -> int:
+        return self.append_many([(stream_id, records, expected_version)])[0]
+
+    def append_many(self, batches: Sequence[tuple[str, Sequence[EventRecord], int]]) -> list[int]:
+        checked = check_batches(batches)
+        everything = [record for _, records, _ in checked for record in records]
+        line = encode_line(everything) if everything else b""
+        try:
+            with self._exclusive():
+                self._refresh()
+                for stream_id, _, expected in checked:
+                    actual = len(self._streams.get(stream_id, ()))
+                    if actual != expected:
+                        raise conflict(stream_id, expected, actual)
+                if line:
+                    if os.fstat(self._fd).st_size != self._end:
+                        os.ftruncate(self._fd, self._end)  # a torn tail nobody acknowledged
+                    if self._end == 0:
+                        self._write(HEADER)
+                        self._line_count = 1
+                        self._end = len(HEADER)
+                    offset = self._end
+                    self._write(line)
+                    self._line_count += 1
+                    self._index_line(line, offset)
+                    self._end = offset + len(line)
+        except OSError as exc:
+            if isinstance(exc, StorageError):
+                raise
+            raise StorageError(
+                f"Cannot append to journal {str(self.path)!r}: {exc.strerror or exc}."
+            ) from None
+        return [expected + len(records) for _, records, expected in checked]
+
+    def stream_version(self, stream_id: str) -> int:
+        with self._guard:
+            self._refresh()
+            return len(self._streams.get(stream_id, ()))
+
+    def read_stream(self, stream_id: str, *, after_version: int = 0) -> list[EventRecord]:
+        check_read_args(after_version, None, "after_version")
+        if not isinstance(stream_id, str):
+            raise ValidationError(f"Stream id must be text, not {short(stream_id)}.")
+        with self._guard:
+            self._refresh()
+            result = []
+            for index, number in self._streams.get(stream_id, ())[after_version:]:
+                data = self._line(index)[number]
+                result.append(EventRecord.from_json(data, self._line_first[index] + number))
+            return result
+
+    def stream_ids(self) -> Iterator[str]:
+        with self._guard:
+            self._refresh()
+            return iter(list(self._streams))
+
+    def read_all(
+        self, *, after_position: int = 0, limit: int | None = None
+    ) -> Iterator[EventRecord]:
+        check_read_args(after_position, limit)
+        with self._guard:
+            self._refresh()
+            last = (
+                self._positions if limit is None else min(self._positions, after_position + limit)
+            )
+            start = max(bisect.bisect_right(self._line_first, after_position + 1) - 1, 0)
+        return self._records_between(start, after_position, last)
+
+    def _records_between(self, start: int, after: int, last: int) -> Iterator[EventRecord]:
+        index = start
+        while index < len(self._line_first) and self._line_first[index] <= last:
+            with self._guard:
+                records = self._line(index)
+            first = self._line_first[index]
+            for number, data in enumerate(records):
+                position = first + number
+                if after < position <= last:
+                    yield EventRecord.from_json(data, position)
+            index += 1
+
+    def close(self) -> None:
+        """Release the file handles; the store cannot be used afterwards."""
+        for name in ("_fd", "_lock_fd"):
+            fd = self.__dict__.pop(name, None)
+            if fd is not None:
+                os.close(fd)
+
+    def __enter__(self) -> JsonEventStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # at interpreter shutdown, nothing useful to do
+            self.close()

@@ -1,0 +1,89 @@
+"""An event store in memory: for tests, notebooks and short-lived services."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+
+import attrs
+
+from oppcore._repr import short
+from oppcore.exceptions import ValidationError
+from oppcore.storage.records import (
+    EventRecord,
+    check_batches,
+    check_read_args,
+    check_records,
+    conflict,
+)
+
+
+class MemoryEventStore:
+    """Keeps records in this process only; safe to share between threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: list[EventRecord] = []
+        self._streams: dict[str, list[EventRecord]] = {}
+
+    def __repr__(self) -> str:
+        return f"<MemoryEventStore: {len(self._records)} records in {len(self._streams)} streams>"
+
+    def append(
+        self, stream_id: str, records: Sequence[EventRecord], *, expected_version: int
+    ) -> int:
+        return self.append_many([(stream_id, records, expected_version)])[0]
+
+    def append_many(self, batches: Sequence[tuple[str, Sequence[EventRecord], int]]) -> list[int]:
+        checked = check_batches(batches)
+        with self._lock:
+            for stream_id, _, expected in checked:
+                actual = len(self._streams.get(stream_id, ()))
+                if actual != expected:
+                    raise conflict(stream_id, expected, actual)
+            versions = []
+            for stream_id, records, expected in checked:
+                stream = self._streams.setdefault(stream_id, [])
+                for record in records:
+                    stored = attrs.evolve(record, position=len(self._records) + 1)
+                    self._records.append(stored)
+                    stream.append(stored)
+                versions.append(expected + len(records))
+            return versions
+
+    def stream_version(self, stream_id: str) -> int:
+        with self._lock:
+            return len(self._streams.get(stream_id, ()))
+
+    def read_stream(self, stream_id: str, *, after_version: int = 0) -> list[EventRecord]:
+        check_read_args(after_version, None, "after_version")
+        if not isinstance(stream_id, str):
+            raise ValidationError(f"Stream id must be text, not {short(stream_id)}.")
+        with self._lock:
+            return list(self._streams.get(stream_id, ())[after_version:])
+
+    def stream_ids(self) -> Iterator[str]:
+        with self._lock:
+            ids = list(self._streams)
+        return iter(ids)
+
+    def read_all(
+        self, *, after_position: int = 0, limit: int | None = None
+    ) -> Iterator[EventRecord]:
+        check_read_args(after_position, limit)
+        with self._lock:
+            end = len(self._records) if limit is None else after_position + limit
+            chunk = self._records[after_position:end]
+        return iter(chunk)
+
+    def close(self) -> None:
+        """Nothing to release; here so every store can be closed alike."""
+
+    def __enter__(self) -> MemoryEventStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = ["MemoryEventStore", "check_records"]

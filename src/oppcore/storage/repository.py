@@ -1,0 +1,331 @@
+"""The repository: domain values in, event records out, and back.
+
+Opportunities are stored as their events, one stream per opportunity (the stream id is the
+opportunity's id).  Leads, campaigns and pipelines are stored as snapshots, one stream each,
+under ``lead:<id>``, ``campaign:<id>`` and ``pipeline:<id>``; every save that changes one
+appends a new snapshot, so their history is kept too.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar, cast
+
+from oppcore import clock as _clock
+from oppcore._repr import short
+from oppcore.domain import _checks
+from oppcore.domain.events import EVENT_TYPES, Event
+from oppcore.domain.lead import Campaign, Lead
+from oppcore.domain.opportunity import Opportunity
+from oppcore.domain.stages import Pipeline
+from oppcore.exceptions import (
+    ConcurrencyError,
+    CorruptStoreError,
+    NotFoundError,
+    OppcoreError,
+    OpportunityNotFound,
+    ValidationError,
+)
+from oppcore.serialization import converter
+from oppcore.storage.jsonl import JsonEventStore
+from oppcore.storage.memory import MemoryEventStore
+from oppcore.storage.records import BatchEventStore, EventRecord, EventStore
+from oppcore.storage.sqlite import SqliteEventStore
+
+T = TypeVar("T")
+
+_EVENTS_BY_NAME: dict[str, type[Any]] = {cls.__name__: cls for cls in EVENT_TYPES}
+_SNAPSHOTS: dict[type[Any], tuple[str, str]] = {
+    Lead: ("lead:", "LeadSaved"),
+    Campaign: ("campaign:", "CampaignSaved"),
+    Pipeline: ("pipeline:", "PipelineSaved"),
+}
+RESERVED_PREFIXES = tuple(prefix for prefix, _ in _SNAPSHOTS.values())
+
+Plan = tuple[str, list[EventRecord], int]
+
+
+class Repository:
+    """Saves and loads opportunities, leads, campaigns and pipelines in an ``EventStore``."""
+
+    def __init__(self, store: EventStore, *, clock: _clock.Clock | None = None) -> None:
+        if not isinstance(store, EventStore):
+            raise ValidationError(
+                f"Repository needs an EventStore (append, read_stream, stream_ids, read_all), "
+                f"not {short(store)}."
+            )
+        self.store = store
+        self._clock = None if clock is None else _clock.resolve(clock)
+
+    def __repr__(self) -> str:
+        return f"Repository({self.store!r})"
+
+    # -- saving --------------------------------------------------------------------------
+
+    def save(self, value: T) -> T:
+        """Store what is new in ``value``; ``ConcurrencyError`` if someone else saved first.
+
+        Returns ``value``.  The caller's value is never changed: after a conflict, reload
+        with ``get`` and apply the change again.
+        """
+        plan = self._plan(value)
+        if plan is not None:
+            stream_id, records, expected = plan
+            self.store.append(stream_id, records, expected_version=expected)
+        return value
+
+    def save_all(self, values: Iterable[T]) -> list[T]:
+        """Store many values in one durable write where the backend allows: all or nothing."""
+        if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+            raise ValidationError(f"save_all takes a list of values, not {short(values)}.")
+        items = list(values)
+        plans = [plan for plan in map(self._plan, items) if plan is not None]
+        streams = [stream_id for stream_id, _, _ in plans]
+        if len(set(streams)) != len(streams):
+            twice = next(s for s in streams if streams.count(s) > 1)
+            raise ValidationError(f"save_all was given {twice!r} twice; save one value per id.")
+        if plans:
+            if isinstance(self.store, BatchEventStore):
+                self.store.append_many(plans)
+            else:  # a backend without batches: each stream is atomic, the whole is not
+                for stream_id, records, expected in plans:
+                    self.store.append(stream_id, records, expected_version=expected)
+        return items
+
+    def _plan(self, value: object) -> Plan | None:
+        if isinstance(value, Opportunity):
+            return self._plan_opportunity(value)
+        if isinstance(value, (Lead, Campaign, Pipeline)):
+            return self._plan_snapshot(value)
+        raise ValidationError(
+            f"A repository saves an Opportunity, Lead, Campaign or Pipeline, not {short(value)}."
+        )
+
+    def _version(self, stream_id: str) -> int:
+        counter = getattr(self.store, "stream_version", None)
+        if callable(counter):
+            return int(counter(stream_id))
+        return len(self.store.read_stream(stream_id))
+
+    def _last(self, stream_id: str, version: int) -> EventRecord | None:
+        records = self.store.read_stream(stream_id, after_version=version - 1)
+        return records[0] if records else None
+
+    def _plan_opportunity(self, opp: Opportunity) -> Plan | None:
+        if opp.id.startswith(RESERVED_PREFIXES):
+            raise ValidationError(
+                f"Opportunity id {opp.id!r} starts with a prefix the repository keeps for "
+                f"{', '.join(RESERVED_PREFIXES)} streams; choose another id."
+            )
+        stored = self._version(opp.id)
+        if stored:
+            last = self._last(opp.id, stored)
+            same = (
+                stored <= opp.version
+                and last is not None
+                and self._decode_event(last) == opp.events[stored - 1]
+            )
+            if not same:
+                raise ConcurrencyError(
+                    f"Opportunity {opp.id!r} was saved by someone else (stored version "
+                    f"{stored}, yours {opp.version}). Reload it with get() and try again.",
+                    stream_id=opp.id,
+                    expected=opp.version,
+                    actual=stored,
+                )
+        if stored == opp.version:
+            return None
+        records = [event_record(event) for event in opp.events[stored:]]
+        return opp.id, records, stored
+
+    def _plan_snapshot(self, value: Lead | Campaign | Pipeline) -> Plan | None:
+        prefix, kind = _SNAPSHOTS[type(value)]
+        stream_id = prefix + value.id
+        stored = self._version(stream_id)
+        if stored:
+            last = self._last(stream_id, stored)
+            if last is not None and self._decode_snapshot(last, type(value)) == value:
+                return None
+        now = _checks.aware((self._clock or _clock.get_clock()).now(), "The clock's time")
+        payload = value.to_dict() if isinstance(value, Pipeline) else converter().unstructure(value)
+        record = EventRecord(stream_id, stored + 1, kind, now.isoformat(), now.isoformat(), payload)
+        return stream_id, [record], stored
+
+    # -- loading -------------------------------------------------------------------------
+
+    def get(self, opportunity_id: str) -> Opportunity:
+        """The stored opportunity, replayed from its events; ``OpportunityNotFound`` if none."""
+        if not isinstance(opportunity_id, str):
+            raise ValidationError(f"Opportunity id must be text, not {short(opportunity_id)}.")
+        records = (
+            []
+            if opportunity_id.startswith(RESERVED_PREFIXES)
+            else self.store.read_stream(opportunity_id)
+        )
+        if not records:
+            raise OpportunityNotFound(f"No opportunity {opportunity_id!r} is stored.")
+        return self._replay(opportunity_id, records)
+
+    def get_lead(self, lead_id: str) -> Lead:
+        return self._get_snapshot(Lead, lead_id)
+
+    def get_campaign(self, campaign_id: str) -> Campaign:
+        return self._get_snapshot(Campaign, campaign_id)
+
+    def get_pipeline(self, pipeline_id: str) -> Pipeline:
+        return self._get_snapshot(Pipeline, pipeline_id)
+
+    def _get_snapshot(self, cls: type[T], value_id: str) -> T:
+        if not isinstance(value_id, str):
+            raise ValidationError(f"{cls.__name__} id must be text, not {short(value_id)}.")
+        prefix, _ = _SNAPSHOTS[cls]
+        stream_id = prefix + value_id
+        stored = self._version(stream_id)
+        last = self._last(stream_id, stored) if stored else None
+        if last is None:
+            raise NotFoundError(f"No {cls.__name__.lower()} {value_id!r} is stored.")
+        return self._decode_snapshot(last, cls)
+
+    def opportunities(
+        self, *, as_of: datetime | None = None, known_at: datetime | None = None
+    ) -> list[Opportunity]:
+        """Every stored opportunity; with ``as_of`` / ``known_at``, as it stood (or was known) then.
+
+        Deals that did not exist yet at that time are left out.
+        """
+        if as_of is not None:
+            _checks.aware(as_of, "as_of")
+        if known_at is not None:
+            _checks.aware(known_at, "known_at")
+        streams: dict[str, list[EventRecord]] = {}
+        for record in self.store.read_all():
+            if not record.stream_id.startswith(RESERVED_PREFIXES):
+                streams.setdefault(record.stream_id, []).append(record)
+        result = []
+        for stream_id, records in streams.items():
+            opp: Opportunity | None = self._replay(stream_id, records)
+            if known_at is not None and opp is not None:
+                opp = opp.as_known_at(known_at)
+            if as_of is not None and opp is not None:
+                opp = opp.as_of(as_of)
+            if opp is not None:
+                result.append(opp)
+        return result
+
+    def leads(self) -> list[Lead]:
+        return self._snapshots(Lead)
+
+    def campaigns(self) -> list[Campaign]:
+        return self._snapshots(Campaign)
+
+    def pipelines(self) -> list[Pipeline]:
+        return self._snapshots(Pipeline)
+
+    def _snapshots(self, cls: type[T]) -> list[T]:
+        prefix, _ = _SNAPSHOTS[cls]
+        latest: dict[str, EventRecord] = {}
+        for record in self.store.read_all():
+            if record.stream_id.startswith(prefix):
+                latest[record.stream_id] = record
+        return [self._decode_snapshot(record, cls) for record in latest.values()]
+
+    # -- decoding ------------------------------------------------------------------------
+
+    def _replay(self, stream_id: str, records: Sequence[EventRecord]) -> Opportunity:
+        events = [self._decode_event(record) for record in records]
+        try:
+            return Opportunity.replay(events)
+        except OppcoreError as exc:
+            raise CorruptStoreError(
+                f"The stored history of opportunity {stream_id!r} does not replay: {exc}"
+            ) from None
+
+    def _decode_event(self, record: EventRecord) -> Event:
+        cls = _EVENTS_BY_NAME.get(record.type)
+        if cls is None:
+            raise CorruptStoreError(
+                f"Stream {record.stream_id!r} version {record.version} holds unknown event "
+                f"type {short(record.type)}."
+            )
+        return cast(Event, _decoded(record, lambda payload: converter().structure(payload, cls)))
+
+    def _decode_snapshot(self, record: EventRecord, cls: type[T]) -> T:
+        if cls is Pipeline:
+            return cast(T, _decoded(record, Pipeline.from_dict))
+        return cast(T, _decoded(record, lambda payload: converter().structure(payload, cls)))
+
+    # -- lifetime ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the store (for file and database stores)."""
+        closer = getattr(self.store, "close", None)
+        if callable(closer):
+            closer()
+
+    def __enter__(self) -> Repository:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _decoded(record: EventRecord, decode: Callable[[Any], Any]) -> Any:
+    try:
+        return decode(record.payload)
+    except Exception as exc:  # a damaged record must surface as one of ours
+        raise CorruptStoreError(
+            f"Stream {record.stream_id!r} version {record.version} ({record.type}) cannot be "
+            f"read: {short(str(exc))}"
+        ) from None
+
+
+def event_record(event: Event) -> EventRecord:
+    """The record a store keeps for one opportunity event."""
+    return EventRecord(
+        event.opportunity_id,
+        event.version,
+        type(event).__name__,
+        event.at.isoformat(),
+        event.recorded_at.isoformat(),
+        converter().unstructure(event),
+    )
+
+
+_SUFFIXES: dict[str, Callable[[str], EventStore]] = {
+    ".jsonl": JsonEventStore,
+    ".db": SqliteEventStore,
+    ".sqlite": SqliteEventStore,
+    ".sqlite3": SqliteEventStore,
+}
+
+
+def open_repository(
+    target: str | os.PathLike[str] | None = None, *, clock: _clock.Clock | None = None
+) -> Repository:
+    """A repository on the store ``target`` names.
+
+    ``None``: in memory.  ``"*.jsonl"``: a JSON Lines journal.  ``"*.db"``, ``"*.sqlite"``,
+    ``"*.sqlite3"``: an SQLite database.  Files are created (mode 0600) when absent.
+    """
+    if target is None:
+        return Repository(MemoryEventStore(), clock=clock)
+    if not isinstance(target, (str, os.PathLike)):
+        raise ValidationError(f"open_repository takes a path or None, not {short(target)}.")
+    text = os.fspath(target)
+    if not isinstance(text, str):
+        raise ValidationError(f"open_repository takes a text path, not {short(text)}.")
+    lowered = text.lower()
+    if lowered.startswith(("postgresql://", "postgres://")):
+        raise ValidationError(
+            "PostgreSQL stores are not available in this version of oppcore; use a "
+            "'.db' (SQLite) or '.jsonl' file."
+        )
+    for suffix, store in _SUFFIXES.items():
+        if lowered.endswith(suffix):
+            return Repository(store(text), clock=clock)
+    raise ValidationError(
+        f"Cannot tell what store {text!r} is. open_repository accepts None (in memory), "
+        "'*.jsonl' (JSON Lines), '*.db', '*.sqlite' or '*.sqlite3' (SQLite)."
+    )
