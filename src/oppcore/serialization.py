@@ -65,7 +65,7 @@ def make_converter() -> Converter:
     converter.register_unstructure_hook(Stage, Stage.to_dict)
     converter.register_structure_hook(Stage, lambda data, _: _from_dict(Stage, data))
     converter.register_unstructure_hook(Pipeline, Pipeline.to_dict)
-    converter.register_structure_hook(Pipeline, lambda data, _: _from_dict(Pipeline, data))
+    converter.register_structure_hook(Pipeline, _pipeline_hook())
     converter.register_structure_hook_factory(_is_variadic_tuple, _variadic_tuple_hook)
     for cls in _ATTRS_CLASSES:
         converter.register_structure_hook(cls, _attrs_hook(converter, cls))
@@ -150,6 +150,28 @@ def _structure_money(value: Any, _: Any) -> Money:
     return Money._exact(amount, currency_code(value["currency"]))
 
 
+def _pipeline_hook() -> Callable[[Any, Any], Pipeline]:
+    """Pipelines are immutable and every ``Opened`` carries one: equal documents share one
+    value, which saves most of the time and memory of loading many deals."""
+    cache: dict[str, Pipeline] = {}
+
+    def structure(data: Any, _: Any) -> Pipeline:
+        try:
+            key = json.dumps(data, sort_keys=True, ensure_ascii=False)
+        except (TypeError, ValueError):
+            key = None
+        if key is not None and key in cache:
+            return cache[key]
+        pipeline: Pipeline = _from_dict(Pipeline, data)
+        if key is not None:
+            if len(cache) >= 256:
+                cache.clear()
+            cache[key] = pipeline
+        return pipeline
+
+    return structure
+
+
 def _from_dict(cls: Any, data: Any) -> Any:
     if not isinstance(data, Mapping):
         raise ValidationError(f"Expected an object for {cls.__name__}, not {_checks.short(data)}.")
@@ -193,12 +215,30 @@ def _note(exc: BaseException, note: str) -> None:
 
 
 def _attrs_hook(converter: Converter, cls: Any) -> Callable[[Any, Any], Any]:
-    """Structure ``cls`` field by field, running each field's own converter, so that a bad
-    value is reported at its path rather than as one error for the whole object."""
+    """Structure ``cls`` field by field, so that a bad value is reported at its path.
+
+    The fast path structures each field by its type and builds the instance (whose field
+    converters validate).  Only when that fails are the converters run one by one, to say
+    which field was wrong.
+    """
     attrs.resolve_types(cls)
-    fields = [field for field in attrs.fields(cls) if field.init]
-    names = {field.alias or field.name for field in fields}
-    allowed = names | ({EVENT_TAG} if cls in EVENT_TYPES else set())
+    plan = [
+        (
+            field.alias or field.name,
+            field.type,
+            converter.get_structure_hook(field.type),
+            field.converter,
+            field.default is attrs.NOTHING,
+            AttributeValidationNote(
+                f"Structuring class {cls.__qualname__} @ attribute {field.alias or field.name}",
+                field.alias or field.name,
+                field.type,
+            ),
+        )
+        for field in attrs.fields(cls)
+        if field.init
+    ]
+    allowed = {name for name, *_ in plan} | ({EVENT_TAG} if cls in EVENT_TYPES else set())
 
     def structure(data: Any, _: Any) -> Any:
         if not isinstance(data, Mapping):
@@ -206,26 +246,19 @@ def _attrs_hook(converter: Converter, cls: Any) -> Callable[[Any, Any], Any]:
                 f"Expected an object for {cls.__name__}, not {_checks.short(data)}."
             )
         errors: list[Exception] = []
-        extra = set(data) - allowed
-        if extra:
-            errors.append(ForbiddenExtraKeysError("", cls, {str(key) for key in extra}))
+        if not data.keys() <= allowed:
+            extra = {str(key) for key in data.keys() - allowed}
+            errors.append(ForbiddenExtraKeysError("", cls, extra))
         kwargs: dict[str, Any] = {}
-        for field in fields:
-            name = field.alias or field.name
-            note = AttributeValidationNote(
-                f"Structuring class {cls.__qualname__} @ attribute {name}", name, field.type
-            )
+        for name, kind, hook, _, required, note in plan:
             if name not in data:
-                if field.default is attrs.NOTHING:
+                if required:
                     missing = KeyError(name)
                     _note(missing, note)
                     errors.append(missing)
                 continue
             try:
-                value = converter.structure(data[name], field.type)
-                if field.converter is not None:
-                    value = field.converter(value)
-                kwargs[name] = value
+                kwargs[name] = hook(data[name], kind)
             except Exception as exc:
                 _note(exc, note)
                 errors.append(exc)
@@ -233,10 +266,26 @@ def _attrs_hook(converter: Converter, cls: Any) -> Callable[[Any, Any], Any]:
             try:
                 return cls(**kwargs)
             except OppcoreError as exc:
-                errors.append(exc)
+                errors.extend(_field_errors(plan, kwargs) or [exc])
+        else:
+            errors.extend(_field_errors(plan, kwargs))
         raise ClassValidationError(f"While structuring {cls.__name__}", errors, cls)
 
     return structure
+
+
+def _field_errors(plan: list[Any], kwargs: dict[str, Any]) -> list[Exception]:
+    """Run each field's converter alone to find which fields the constructor refused."""
+    errors: list[Exception] = []
+    for name, _, _, field_converter, _, note in plan:
+        if field_converter is None or name not in kwargs:
+            continue
+        try:
+            field_converter(kwargs[name])
+        except OppcoreError as exc:
+            _note(exc, note)
+            errors.append(exc)
+    return errors
 
 
 def _event_hook(converter: Converter) -> Callable[[Any, Any], Any]:
