@@ -1195,8 +1195,9 @@ def damaged_histories(draw: st.DrawFn) -> list[Any]:
 
 
 def _with(event: Any, **changes: Any) -> Any:
-    """``event`` with ``changes``: events are plain attrs classes that check nothing."""
-    return attrs.evolve(event, **changes)
+    """``event`` rebuilt with ``changes``, or the OppcoreError the event raised on being built
+    (events check their own fields)."""
+    return _outcome(lambda: attrs.evolve(event, **changes))
 
 
 STORY_CHANGE = next(e for e in STORY.events if isinstance(e, FieldsChanged))
@@ -1210,7 +1211,9 @@ STORY_CHANGE = next(e for e in STORY.events if isinstance(e, FieldsChanged))
 def test_replay_refuses_events_with_a_garbage_field_with_an_oppcore_error(
     events: list[Any],
 ) -> None:
-    """An event built by hand with a wrong-typed field makes replay raise OppcoreError."""
+    """A wrong-typed field is refused when the event is built, or replay raises OppcoreError."""
+    if any(isinstance(event, OppcoreError) for event in events):
+        return  # the damaged event refused its garbage with an OppcoreError (see _with)
     result = _outcome(lambda: Opportunity.replay(events))
 
     if not isinstance(result, OppcoreError):
@@ -1222,7 +1225,9 @@ def test_replay_refuses_events_with_a_garbage_field_with_an_oppcore_error(
 @example(_with(STORY_CHANGE, amount=True))
 @example(_with(STORY.events[0], line_items=[1]))
 def test_dumps_of_an_event_with_a_garbage_field_gives_text_or_an_oppcore_error(event: Any) -> None:
-    """dumps() of a hand-built event holding a wrong-typed value writes JSON or raises OppcoreError."""
+    """A hand-built event with a wrong-typed value is refused, or dumps() writes JSON that loads."""
+    if isinstance(event, OppcoreError):
+        return  # refused when built (see _with)
     result = _outcome(lambda: serialization.dumps(event))
 
     if isinstance(result, str):

@@ -540,7 +540,8 @@ def test_aware_times_keep_their_offset_and_microseconds(
 ) -> None:
     """An event stamped in +07:00 or -03:30 with microseconds comes back with both."""
     at = event.at.astimezone(zone).replace(microsecond=micro)
-    shifted = attrs.evolve(event, at=at, recorded_at=event.recorded_at.astimezone(zone))
+    recorded = max(event.recorded_at, at).astimezone(zone)  # never recorded before it happened
+    shifted = attrs.evolve(event, at=at, recorded_at=recorded)
 
     loaded = _load_event(dumps(shifted))
 

@@ -99,14 +99,16 @@ def percentage(value: object, what: str) -> Decimal:
     return number
 
 
-def aware(value: object, what: str) -> datetime:
-    """An aware datetime, normalised to UTC."""
+def aware(value: object, what: str, *, to_utc: bool = True) -> datetime:
+    """An aware datetime, normalised to UTC unless ``to_utc`` is False."""
     if not isinstance(value, datetime):
         raise ValidationError(f"{what} must be a datetime, not {_short(value)}.")
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValidationError(
             f"{what} {value.isoformat()!r} is naive: give it a timezone, such as UTC."
         )
+    if not to_utc:
+        return value
     try:
         return value.astimezone(timezone.utc)
     except OverflowError:
