@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import fcntl
 import json
 import os
 import threading
@@ -26,6 +25,11 @@ from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows has no flock; the journal needs it
+    fcntl = None  # type: ignore[assignment]
 
 from oppcore._repr import short
 from oppcore.exceptions import CorruptStoreError, StorageError, ValidationError
@@ -45,6 +49,15 @@ _RECORDS_START = len(_PREFIX) + 8 + len(_MIDDLE)
 _SUFFIX = b"}\n"
 _CACHED_LINES = 32
 _CHUNK = 1 << 22
+
+
+def _durable(fd: int) -> None:
+    """Flush to stable storage: on macOS plain fsync stops at the drive's cache."""
+    full = getattr(fcntl, "F_FULLFSYNC", None)
+    if full is not None:  # pragma: no cover - macOS only
+        fcntl.fcntl(fd, full)
+    else:
+        os.fsync(fd)
 
 
 def _fsync_directory(path: Path) -> None:
@@ -89,6 +102,10 @@ class JsonEventStore:
         self._positions = 0
         self._streams: dict[str, list[tuple[int, int]]] = {}  # (line index, record index)
         self._cache: OrderedDict[int, list[dict[str, Any]]] = OrderedDict()
+        if fcntl is None:  # pragma: no cover
+            raise StorageError(
+                "The JSON Lines journal needs POSIX file locks (Linux, macOS); use SQLite here."
+            )
         try:
             self._open_files()
         except OSError as exc:
@@ -149,7 +166,7 @@ class JsonEventStore:
         while view:
             written = os.write(self._fd, view)
             view = view[written:]
-        os.fsync(self._fd)
+        _durable(self._fd)
 
     # -- reading the file into the index -------------------------------------------------
 
@@ -166,6 +183,8 @@ class JsonEventStore:
         """Read and check the complete lines other writers added since the last look."""
         if self._broken is not None:
             raise self._broken
+        if "_fd" not in self.__dict__:
+            raise StorageError(f"Journal {str(self.path)!r} was closed; open it again.")
         size = os.fstat(self._fd).st_size
         for offset, raw in self._complete_lines(self._end, size):
             self._line_count += 1
@@ -211,12 +230,19 @@ class JsonEventStore:
             raise self._corrupt(1, f"the header {short(header)} is not an oppcore journal header")
         version = header.get("version")
         if version != FORMAT_VERSION:
-            if isinstance(version, int) and version > FORMAT_VERSION:
-                raise self._corrupt(
-                    1,
-                    f"it was written in journal format {version}, newer than this oppcore "
-                    f"reads ({FORMAT_VERSION}); upgrade oppcore to read it",
+            if (
+                isinstance(version, int)
+                and not isinstance(version, bool)
+                and version > FORMAT_VERSION
+            ):
+                error = CorruptStoreError(
+                    f"Journal {str(self.path)!r} is in journal format {version}, newer than this "
+                    f"oppcore reads ({FORMAT_VERSION}). It is not damaged: upgrade oppcore to "
+                    "read it. This oppcore will not write to it.",
+                    line=1,
                 )
+                self._broken = error
+                raise error
             raise self._corrupt(1, f"the header names unknown format version {short(version)}")
 
     def _parse(self, raw: bytes, line: int) -> list[dict[str, Any]]:

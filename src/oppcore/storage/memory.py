@@ -9,13 +9,7 @@ import attrs
 
 from oppcore._repr import short
 from oppcore.exceptions import ValidationError
-from oppcore.storage.records import (
-    EventRecord,
-    check_batches,
-    check_read_args,
-    check_records,
-    conflict,
-)
+from oppcore.storage.records import EventRecord, check_batches, check_read_args, conflict
 
 
 class MemoryEventStore:
@@ -86,4 +80,4 @@ class MemoryEventStore:
         self.close()
 
 
-__all__ = ["MemoryEventStore", "check_records"]
+__all__ = ["MemoryEventStore"]

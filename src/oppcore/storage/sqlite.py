@@ -91,13 +91,16 @@ class SqliteEventStore:
             if isinstance(exc, sqlite3.DatabaseError) and not isinstance(
                 exc, sqlite3.IntegrityError
             ):
-                message = str(exc)
+                message = str(exc).rstrip(".")
                 where = f"database {str(self.store.path)!r}"
                 if "malformed" in message or "not a database" in message:
                     raise CorruptStoreError(f"Cannot {self.doing} {where}: {message}.") from None
                 raise StorageError(f"Cannot {self.doing} {where}: {message}.") from None
             if isinstance(exc, sqlite3.Error):
-                raise StorageError(f"Cannot {self.doing} database: {exc}.") from None
+                reason = str(exc).rstrip(".")
+                raise StorageError(
+                    f"Cannot {self.doing} database {str(self.store.path)!r}: {reason}."
+                ) from None
 
     def _translate(self, doing: str) -> SqliteEventStore._Translate:
         return SqliteEventStore._Translate(self, doing)
