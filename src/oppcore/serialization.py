@@ -9,6 +9,7 @@ with the same rules as the constructors, and a malformed document raises one
 
 from __future__ import annotations
 
+import copy
 import json
 import typing
 from collections.abc import Callable, Mapping
@@ -153,20 +154,19 @@ def _structure_money(value: Any, _: Any) -> Money:
 def _pipeline_hook() -> Callable[[Any, Any], Pipeline]:
     """Pipelines are immutable and every ``Opened`` carries one: equal documents share one
     value, which saves most of the time and memory of loading many deals."""
-    cache: dict[str, Pipeline] = {}
+    cache: dict[object, list[tuple[Any, Pipeline]]] = {}
 
     def structure(data: Any, _: Any) -> Pipeline:
-        try:
-            key = json.dumps(data, sort_keys=True, ensure_ascii=False)
-        except (TypeError, ValueError):
-            key = None
-        if key is not None and key in cache:
-            return cache[key]
+        key = data.get("id") if isinstance(data, dict) else None
+        if not isinstance(key, str):
+            return _from_dict(Pipeline, data)  # type: ignore[no-any-return]
+        known = cache.setdefault(key, [])
+        for document, cached in known:
+            if document == data:  # plain dict comparison, far cheaper than building
+                return cached
         pipeline: Pipeline = _from_dict(Pipeline, data)
-        if key is not None:
-            if len(cache) >= 256:
-                cache.clear()
-            cache[key] = pipeline
+        if len(known) < 8:
+            known.append((copy.deepcopy(data), pipeline))
         return pipeline
 
     return structure

@@ -687,7 +687,12 @@ class Opportunity:
             )
         updates["events"] = (*self.events, event)
         updates["version"] = event.version
-        return attrs.evolve(self, **updates)
+        # Not attrs.evolve: replay comes here once per event, and every field is already
+        # checked, so copy the slots directly (measurably faster on large loads).
+        new = object.__new__(Opportunity)
+        for name in _FIELDS:
+            object.__setattr__(new, name, updates[name] if name in updates else getattr(self, name))
+        return new
 
     # -- history -------------------------------------------------------------------------
 
@@ -792,6 +797,8 @@ class Opportunity:
             return self
         return Opportunity.replay(self.events[:count])
 
+
+_FIELDS = tuple(field.name for field in attrs.fields(Opportunity))
 
 _EVENT_CLASSES = (
     Opened,

@@ -44,8 +44,9 @@ FORMAT = "oppcore-journal"
 FORMAT_VERSION = 1
 HEADER = b'{"format":"oppcore-journal","version":1}\n'
 _PREFIX = b'{"crc32":"'
-_MIDDLE = b'","records":'
-_RECORDS_START = len(_PREFIX) + 8 + len(_MIDDLE)
+_BODY_START = len(_PREFIX) + 9  # the 8 hex digits and their closing quote
+_STREAMS = b',"streams":'
+_RECORDS = b',"records":'
 _SUFFIX = b"}\n"
 _CACHED_LINES = 32
 _CHUNK = 1 << 22
@@ -69,18 +70,30 @@ def _fsync_directory(path: Path) -> None:
 
 
 def encode_line(records: Sequence[EventRecord]) -> bytes:
-    """One journal line holding ``records``, with its checksum."""
+    """One journal line holding ``records``, with its stream index and checksum.
+
+    ``streams`` lists each run of records of one stream as ``[stream_id, first_version,
+    count]``, so a store can index a line without parsing its payloads.  The CRC32 covers
+    every byte after the checksum field up to the closing brace.
+    """
+    runs: list[list[Any]] = []
+    for record in records:
+        if runs and runs[-1][0] == record.stream_id:
+            runs[-1][2] += 1
+        else:
+            runs.append([record.stream_id, record.version, 1])
     try:
+        streams = json.dumps(runs, ensure_ascii=False, separators=(",", ":"))
         body = json.dumps(
             [record.to_json() for record in records],
             ensure_ascii=False,
             separators=(",", ":"),
             allow_nan=False,
-        ).encode("utf-8")
+        )
     except (TypeError, ValueError) as exc:
         raise ValidationError(f"Record payloads must be JSON-compatible: {exc}.") from None
-    checksum = b"%08x" % zlib.crc32(body)
-    return _PREFIX + checksum + _MIDDLE + body + _SUFFIX
+    content = _STREAMS + streams.encode("utf-8") + _RECORDS + body.encode("utf-8")
+    return _PREFIX + b"%08x" % zlib.crc32(content) + b'"' + content + _SUFFIX
 
 
 class JsonEventStore:
@@ -245,48 +258,80 @@ class JsonEventStore:
                 raise error
             raise self._corrupt(1, f"the header names unknown format version {short(version)}")
 
-    def _parse(self, raw: bytes, line: int) -> list[dict[str, Any]]:
+    def _split(self, raw: bytes, line: int) -> tuple[list[list[Any]], int]:
+        """Check a line's frame and checksum; its stream runs and where its records start."""
         if (
             not raw.startswith(_PREFIX)
-            or raw[len(_PREFIX) + 8 : _RECORDS_START] != _MIDDLE
+            or raw[_BODY_START - 1 : _BODY_START] != b'"'
+            or raw[_BODY_START : _BODY_START + len(_STREAMS)] != _STREAMS
             or not raw.endswith(_SUFFIX)
         ):
             raise self._corrupt(line, "the line is not a journal entry")
-        body = raw[_RECORDS_START : -len(_SUFFIX)]
-        if b"%08x" % zlib.crc32(body) != raw[len(_PREFIX) : len(_PREFIX) + 8]:
+        content = raw[_BODY_START : -len(_SUFFIX)]
+        if b"%08x" % zlib.crc32(content) != raw[len(_PREFIX) : _BODY_START - 1]:
             raise self._corrupt(line, "its checksum does not match its content")
+        # A quote inside a JSON string is escaped, so this separator cannot occur inside
+        # the stream ids: the first one found is the real one.
+        separator = raw.find(_RECORDS, _BODY_START)
         try:
-            records = json.loads(body)
+            runs = json.loads(raw[_BODY_START + len(_STREAMS) : separator])
+        except ValueError:
+            raise self._corrupt(line, "its stream index is not valid JSON") from None
+        if (
+            separator < 0
+            or not isinstance(runs, list)
+            or not all(
+                isinstance(run, list)
+                and len(run) == 3
+                and isinstance(run[0], str)
+                and type(run[1]) is int
+                and type(run[2]) is int
+                and run[2] > 0
+                for run in runs
+            )
+        ):
+            raise self._corrupt(line, "its stream index is malformed")
+        return runs, separator + len(_RECORDS)
+
+    def _parse(self, raw: bytes, line: int) -> list[dict[str, Any]]:
+        runs, start = self._split(raw, line)
+        try:
+            records = json.loads(raw[start : -len(_SUFFIX)])
         except ValueError:
             raise self._corrupt(line, "its records are not valid JSON") from None
-        if not isinstance(records, list):
-            raise self._corrupt(line, "its records are not a list")
+        expected = [(stream, first + n) for stream, first, count in runs for n in range(count)]
+        if not isinstance(records, list) or len(records) != len(expected):
+            raise self._corrupt(line, "its records do not match its stream index")
+        for record, (stream_id, version) in zip(records, expected, strict=True):
+            if (
+                not isinstance(record, dict)
+                or record.get("stream_id") != stream_id
+                or record.get("version") != version
+            ):
+                raise self._corrupt(line, f"a record of {stream_id!r} does not match the index")
         return records
 
     def _index_line(self, raw: bytes, offset: int) -> None:
         line = self._line_count
-        records = self._parse(raw, line)
+        runs, _ = self._split(raw, line)
         pending: dict[str, int] = {}
-        for number, record in enumerate(records):
-            if not isinstance(record, dict):
-                raise self._corrupt(line, f"record {number + 1} is not an object")
-            stream_id, version = record.get("stream_id"), record.get("version")
-            if not isinstance(stream_id, str) or not isinstance(version, int):
-                raise self._corrupt(line, f"record {number + 1} lacks a stream id or version")
+        for stream_id, first, count in runs:
             current = pending.get(stream_id, len(self._streams.get(stream_id, ())))
-            if version != current + 1:
+            if first != current + 1:
                 raise self._corrupt(
-                    line, f"stream {stream_id!r} jumps from version {current} to {version}"
+                    line, f"stream {stream_id!r} jumps from version {current} to {first}"
                 )
-            pending[stream_id] = version
+            pending[stream_id] = current + count
         index = len(self._line_offsets)
-        for number, record in enumerate(records):
-            self._streams.setdefault(record["stream_id"], []).append((index, number))
+        number = 0
+        for stream_id, _, count in runs:
+            locations = self._streams.setdefault(stream_id, [])
+            locations.extend((index, n) for n in range(number, number + count))
+            number += count
         self._line_offsets.append(offset)
         self._line_first.append(self._positions + 1)
         self._line_sizes.append(len(raw))
-        self._positions += len(records)
-        self._remember(index, records)
+        self._positions += number
 
     def _remember(self, index: int, records: list[dict[str, Any]]) -> None:
         self._cache[index] = records
