@@ -10,6 +10,7 @@ with the same rules as the constructors, and a malformed document raises one
 from __future__ import annotations
 
 import copy
+import enum
 import json
 import typing
 from collections.abc import Callable, Mapping
@@ -56,6 +57,11 @@ def make_converter() -> Converter:
     converter.register_structure_hook(bool, _strict(bool, "true or false"))
     converter.register_structure_hook(int, _structure_int)
     converter.register_unstructure_hook(Decimal, str)
+    # str-based enums would otherwise pass through as enum members: write plain values.
+    converter.register_unstructure_hook_func(
+        lambda kind: isinstance(kind, type) and issubclass(kind, enum.Enum),
+        lambda member: member.value,
+    )
     converter.register_structure_hook(Decimal, _structure_decimal)
     converter.register_unstructure_hook(datetime, datetime.isoformat)
     converter.register_structure_hook(datetime, _structure_datetime)

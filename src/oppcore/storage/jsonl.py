@@ -206,6 +206,16 @@ class JsonEventStore:
             else:
                 self._index_line(raw, offset)
             self._end = offset + len(raw)
+        if size > self._end:
+            self._check_torn_tail(os.pread(self._fd, min(size - self._end, 64), self._end))
+
+    def _check_torn_tail(self, start: bytes) -> None:
+        """A line without its newline is a write that never finished, so it must begin the
+        way oppcore begins a line; anything else is damage, not a crash."""
+        expected = HEADER if self._line_count == 0 else _PREFIX
+        # Some file systems leave zeros where a crashed write had extended the file.
+        if start[: len(expected)] != expected[: len(start)] and start.strip(b"\0"):
+            raise self._corrupt(self._line_count + 1, "its last line is not a journal entry")
 
     def _complete_lines(self, start: int, stop: int) -> Iterator[tuple[int, bytes]]:
         """``(offset, line)`` for each newline-terminated line in ``[start, stop)``.

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import attrs
 
 from oppcore._repr import short
 from oppcore.exceptions import ValidationError
 from oppcore.storage.records import EventRecord, check_batches, check_read_args, conflict
+
+
+def _json_copy(payload: Mapping[str, Any]) -> Any:
+    try:
+        return json.loads(json.dumps(payload, ensure_ascii=False, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"Record payloads must be JSON-compatible: {exc}.") from None
 
 
 class MemoryEventStore:
@@ -30,6 +39,12 @@ class MemoryEventStore:
 
     def append_many(self, batches: Sequence[tuple[str, Sequence[EventRecord], int]]) -> list[int]:
         checked = check_batches(batches)
+        # Keep a JSON copy, as the file stores do: what works here works on disk, and the
+        # caller can change its dicts afterwards without changing the store.
+        payloads = {
+            stream_id: [_json_copy(record.payload) for record in records]
+            for stream_id, records, _ in checked
+        }
         with self._lock:
             for stream_id, _, expected in checked:
                 actual = len(self._streams.get(stream_id, ()))
@@ -37,11 +52,10 @@ class MemoryEventStore:
                     raise conflict(stream_id, expected, actual)
             versions = []
             for stream_id, records, expected in checked:
-                stream = self._streams.setdefault(stream_id, [])
-                for record in records:
-                    stored = attrs.evolve(record, position=len(self._records) + 1)
+                for record, payload in zip(records, payloads[stream_id], strict=True):
+                    stored = attrs.evolve(record, payload=payload, position=len(self._records) + 1)
                     self._records.append(stored)
-                    stream.append(stored)
+                    self._streams.setdefault(stream_id, []).append(stored)
                 versions.append(expected + len(records))
             return versions
 

@@ -128,17 +128,28 @@ class Repository:
                 and self._decode_event(last) == opp.events[stored - 1]
             )
             if not same:
+                base = self._common_history(opp)
                 raise ConcurrencyError(
-                    f"Opportunity {opp.id!r} was saved by someone else (stored version "
-                    f"{stored}, yours {opp.version}). Reload it with get() and try again.",
+                    f"Opportunity {opp.id!r} was saved by someone else: your copy was based "
+                    f"on version {base}, the store is at version {stored}. Reload it with "
+                    "get() and try again.",
                     stream_id=opp.id,
-                    expected=opp.version,
+                    expected=base,
                     actual=stored,
                 )
         if stored == opp.version:
             return None
         records = [event_record(event) for event in opp.events[stored:]]
         return opp.id, records, stored
+
+    def _common_history(self, opp: Opportunity) -> int:
+        """How many of ``opp``'s events the store holds too: the version it was based on."""
+        count = 0
+        for record, event in zip(self.store.read_stream(opp.id), opp.events, strict=False):
+            if self._decode_event(record) != event:
+                break
+            count += 1
+        return count
 
     def _plan_snapshot(self, value: Lead | Campaign | Pipeline) -> Plan | None:
         prefix, kind = _SNAPSHOTS[type(value)]
@@ -301,6 +312,12 @@ _SUFFIXES: dict[str, Callable[[str], EventStore]] = {
 }
 
 
+_FORMS = (
+    "open_repository accepts None (in memory), '*.jsonl' (JSON Lines), '*.db', '*.sqlite' "
+    "or '*.sqlite3' (SQLite)."
+)
+
+
 def open_repository(
     target: str | os.PathLike[str] | None = None, *, clock: _clock.Clock | None = None
 ) -> Repository:
@@ -311,11 +328,11 @@ def open_repository(
     """
     if target is None:
         return Repository(MemoryEventStore(), clock=clock)
-    if not isinstance(target, (str, os.PathLike)):
-        raise ValidationError(f"open_repository takes a path or None, not {short(target)}.")
-    text = os.fspath(target)
+    text = os.fspath(target) if isinstance(target, (str, os.PathLike)) else None
     if not isinstance(text, str):
-        raise ValidationError(f"open_repository takes a text path, not {short(text)}.")
+        raise ValidationError(
+            f"open_repository takes a text path or None, not {short(target)}. {_FORMS}"
+        )
     lowered = text.lower()
     if lowered.startswith(("postgresql://", "postgres://")):
         raise ValidationError(
@@ -325,7 +342,4 @@ def open_repository(
     for suffix, store in _SUFFIXES.items():
         if lowered.endswith(suffix):
             return Repository(store(text), clock=clock)
-    raise ValidationError(
-        f"Cannot tell what store {text!r} is. open_repository accepts None (in memory), "
-        "'*.jsonl' (JSON Lines), '*.db', '*.sqlite' or '*.sqlite3' (SQLite)."
-    )
+    raise ValidationError(f"Cannot tell what store {text!r} is. {_FORMS}")
