@@ -277,15 +277,15 @@ def stage_keys() -> st.SearchStrategy[str]:
     return st.one_of(st.sampled_from(STAGE_KEYS), nonblank_texts(max_size=10))
 
 
-@st.composite
-def stages(
-    draw: st.DrawFn,
-    *,
-    key: str | None = None,
-    outcome: Outcome | None = None,
-    with_required: bool = True,
+_REQUIRED = st.lists(st.sampled_from(sorted(REQUIRABLE_FIELDS)), max_size=2, unique=True)
+_CATEGORIES = st.one_of(st.none(), st.sampled_from(ForecastCategory))
+_STALE_DAYS = st.one_of(st.none(), st.integers(1, 36_500))
+
+
+def draw_stage(
+    draw: st.DrawFn, *, key: str | None, outcome: Outcome | None, with_required: bool
 ) -> Stage:
-    """A valid stage: won at 100, lost at 0, open at any percentage, labelled in en and th."""
+    """Draw one valid stage; ``stages()`` and ``pipelines()`` share it."""
     outcome = pick(draw, tuple(Outcome)) if outcome is None else outcome
     if outcome is Outcome.WON:
         chance = Decimal(100)
@@ -299,22 +299,32 @@ def stages(
         forms.append(int(chance))
     probability = pick(draw, forms)
     label = draw(texts(max_size=15))
-    labels = pick(draw, [{}, {"en": label, "th": draw(thai_texts())}])
+    labels = {"en": label, "th": draw(thai_texts())} if draw(st.booleans()) else {}
     required: tuple[str, ...] = ()
     if with_required and draw(st.integers(0, 3)) == 0:
-        required = tuple(
-            draw(st.lists(st.sampled_from(sorted(REQUIRABLE_FIELDS)), max_size=2, unique=True))
-        )
+        required = tuple(draw(_REQUIRED))
     return Stage(
         draw(stage_keys()) if key is None else key,
         label,
         probability,
         outcome,
-        forecast_category=draw(st.none() | st.sampled_from(ForecastCategory)),
+        forecast_category=draw(_CATEGORIES),
         labels=labels,
         required=required,
-        stale_after_days=draw(st.none() | st.integers(1, 36_500)),
+        stale_after_days=draw(_STALE_DAYS),
     )
+
+
+@st.composite
+def stages(
+    draw: st.DrawFn,
+    *,
+    key: str | None = None,
+    outcome: Outcome | None = None,
+    with_required: bool = True,
+) -> Stage:
+    """A valid stage: won at 100, lost at 0, open at any percentage, labelled in en and th."""
+    return draw_stage(draw, key=key, outcome=outcome, with_required=with_required)
 
 
 def _reaches_closed(start: str, edges: dict[str, list[str]], closed: set[str]) -> bool:
@@ -353,7 +363,8 @@ def pipelines(
     outcomes = [Outcome.OPEN] * n_open + [Outcome.WON] * n_won + [Outcome.LOST] * n_lost
     order = [0, *draw(st.permutations(range(1, total)))]  # the first stage stays open
     built = tuple(
-        draw(stages(key=keys[i], outcome=outcomes[i], with_required=with_required)) for i in order
+        draw_stage(draw, key=keys[i], outcome=outcomes[i], with_required=with_required)
+        for i in order
     )
     transitions: dict[str, list[str]] | None = None
     if with_transitions is None:
@@ -370,8 +381,10 @@ def pipelines(
             edges[pick(draw, open_keys)].append(key)
         all_keys = [s.key for s in built]
         for key in open_keys:
-            extra = draw(st.lists(st.sampled_from(all_keys), max_size=2, unique=True))
-            edges[key].extend(k for k in extra if k != key and k not in edges[key])
+            for _ in range(draw(st.integers(0, 2))):  # a few random extra moves
+                extra = pick(draw, all_keys)
+                if extra != key and extra not in edges[key]:
+                    edges[key].append(extra)
         for key in open_keys:
             if not _reaches_closed(key, edges, set(closed_keys)):
                 edges[key].append(pick(draw, closed_keys))

@@ -467,6 +467,7 @@ def test_as_known_at_before_the_first_recording_is_none(built: Built, before: ti
 def test_a_closed_deal_cannot_move_to_an_open_stage(built: Built) -> None:
     """move_to any open stage from a closed deal raises TransitionError."""
     opp = built.opp
+    assert opp.is_closed
     for stage in opp.pipeline.open_stages:
         with pytest.raises(TransitionError):
             opp.move_to(stage.key, clock=built.clock)
@@ -476,6 +477,7 @@ def test_a_closed_deal_cannot_move_to_an_open_stage(built: Built) -> None:
 def test_a_closed_deal_cannot_change_its_outcome_without_reopening(built: Built) -> None:
     """Winning a lost deal, losing a won one, or moving to the other outcome raises TransitionError."""
     opp = built.opp
+    assert opp.is_closed
     if opp.is_lost:
         with pytest.raises(TransitionError):
             opp.win(clock=built.clock)
@@ -492,6 +494,7 @@ def test_a_closed_deal_cannot_change_its_outcome_without_reopening(built: Built)
 def test_reopen_is_the_way_out_of_a_closed_stage(built: Built, data: st.DataObject) -> None:
     """A closed deal reopened into an open stage is open again, without closed_at or lost_reason."""
     opp = built.opp
+    assert opp.is_closed
     ready = [stage for stage in opp.pipeline.open_stages if not missing_for(opp, stage)]
     assume(ready)
     stage: Stage = data.draw(st.sampled_from(ready))

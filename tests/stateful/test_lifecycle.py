@@ -50,6 +50,7 @@ from tests.strategies import (
     line_items,
     money,
     nonblank_texts,
+    optional,
     percentages,
     positive_amounts,
     texts,
@@ -85,8 +86,8 @@ class PipelineSpec:
     def stage(self, key: object) -> StageSpec | None:
         return next((spec for spec in self.stages if spec.key == key), None)
 
-    def keys(self, outcome: Outcome | None = None) -> list[str]:
-        return [s.key for s in self.stages if outcome is None or s.outcome is outcome]
+    def keys(self, outcome: Outcome | None = None) -> tuple[str, ...]:
+        return tuple(s.key for s in self.stages if outcome is None or s.outcome is outcome)
 
 
 DEFAULT_SPEC = PipelineSpec(
@@ -477,12 +478,12 @@ class LifecycleMachine(RuleBasedStateMachine):
     @initialize(data=st.data())
     def open_deal(self, data: st.DataObject) -> None:
         spec = self.spec
-        stage: str | None = data.draw(st.none() | st.sampled_from(spec.keys()), label="stage")
+        stage: str | None = data.draw(optional(st.sampled_from(spec.keys())), label="stage")
         target = spec.stage(stage or spec.keys()[0])
         assert target is not None
         code = data.draw(st.sampled_from(CURRENCIES), label="code")
         currency = data.draw(st.sampled_from([None, code, code.lower()]), label="currency")
-        amount = data.draw(st.none() | money(code, non_negative=True), label="amount")
+        amount = data.draw(optional(money(code, non_negative=True)), label="amount")
         lines = [
             attrs.evolve(item, id=self.next_line_id())
             for item in data.draw(st.lists(line_items(code), max_size=2), label="lines")
@@ -490,7 +491,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         if "amount" in target.required and amount is None and not lines:
             amount = Money("150000.00", code)
         if target.outcome is OPEN:
-            probability = data.draw(st.none() | percentages(), label="probability")
+            probability = data.draw(optional(percentages()), label="probability")
         else:
             probability = data.draw(st.sampled_from([None, target.probability]), label="chance")
         name = data.draw(nonblank_texts(), label="name")
@@ -531,8 +532,8 @@ class LifecycleMachine(RuleBasedStateMachine):
         target = self.spec.stage(key)
         assert target is not None
         if target.outcome is OPEN:
-            probability = data.draw(st.none() | percentages(), label="probability")
-        else:  # a closed stage's probability is fixed; a wrong one is its own rule below
+            probability = data.draw(optional(percentages()), label="probability")
+        else:  # a closed stage's probability is fixed: a wrong one is refuse_a_stage_command's
             probability = data.draw(st.sampled_from([None, target.probability]), label="chance")
         now = self.clock.now()
         self.run(
@@ -544,7 +545,7 @@ class LifecycleMachine(RuleBasedStateMachine):
     @rule(step=CLOCK_STEPS, data=st.data())
     def win(self, step: timedelta, data: st.DataObject) -> None:
         self.clock.advance(step)
-        stage = data.draw(st.none() | st.sampled_from(self.spec.keys(WON)), label="stage")
+        stage = data.draw(optional(st.sampled_from(self.spec.keys(WON))), label="stage")
         now = self.clock.now()
         self.run(
             f"win(stage={stage!r})",
@@ -555,8 +556,8 @@ class LifecycleMachine(RuleBasedStateMachine):
     @rule(step=CLOCK_STEPS, data=st.data())
     def lose(self, step: timedelta, data: st.DataObject) -> None:
         self.clock.advance(step)
-        stage = data.draw(st.none() | st.sampled_from(self.spec.keys(LOST)), label="stage")
-        reason = data.draw(st.none() | nonblank_texts(), label="reason")
+        stage = data.draw(optional(st.sampled_from(self.spec.keys(LOST))), label="stage")
+        reason = data.draw(optional(nonblank_texts()), label="reason")
         if self.model.outcome is LOST and data.draw(st.booleans(), label="same reason"):
             reason = self.model.lost_reason
         now = self.clock.now()
@@ -569,7 +570,7 @@ class LifecycleMachine(RuleBasedStateMachine):
     @rule(step=CLOCK_STEPS, data=st.data())
     def reopen(self, step: timedelta, data: st.DataObject) -> None:
         self.clock.advance(step)
-        stage = data.draw(st.none() | st.sampled_from(self.spec.keys(OPEN)), label="stage")
+        stage = data.draw(optional(st.sampled_from(self.spec.keys(OPEN))), label="stage")
         if stage is None and self.model.last_open is None:
             stage = self.spec.keys(OPEN)[0]  # opened closed: no stage it closed from
         self.run(
@@ -586,9 +587,9 @@ class LifecycleMachine(RuleBasedStateMachine):
             st.fixed_dictionaries(
                 {},
                 optional={
-                    "amount": st.none() | money(self.currency(), non_negative=True),
+                    "amount": optional(money(self.currency(), non_negative=True)),
                     "probability": st.one_of(st.none(), st.just(model.probability), percentages()),
-                    "expected_close": st.none() | dates(),
+                    "expected_close": optional(dates()),
                     "name": st.just(model.name) | nonblank_texts(),
                 },
             ),
