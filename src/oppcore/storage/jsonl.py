@@ -139,6 +139,7 @@ class JsonEventStore:
         except FileExistsError:
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
         self._fd = fd
+        self._pid = os.getpid()
         self._lock_fd = os.open(
             self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600
         )
@@ -158,7 +159,7 @@ class JsonEventStore:
             self.store = store
 
         def __enter__(self) -> None:
-            self.store._guard.acquire()
+            self.store._guarded().acquire()
             try:
                 fcntl.flock(self.store._lock_fd, fcntl.LOCK_EX)
             except BaseException:
@@ -170,6 +171,27 @@ class JsonEventStore:
                 fcntl.flock(self.store._lock_fd, fcntl.LOCK_UN)
             finally:
                 self.store._guard.release()
+
+    def _guarded(self) -> threading.RLock:
+        """The lock for this process's threads, after making sure the files are this process's.
+
+        ``flock`` belongs to the open file description, and a forked child shares its
+        parent's: a store opened before ``fork()`` would let parent and children all "hold"
+        the lock at once.  So a child reopens the files (and starts a fresh thread lock: the
+        parent's may have been held by a thread that does not exist here).
+        """
+        if self._pid != os.getpid():
+            self._guard = threading.RLock()
+            self._pid = os.getpid()
+            if "_fd" in self.__dict__:
+                for fd in (self._fd, self._lock_fd):
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+                self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
+                self._lock_fd = os.open(
+                    self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600
+                )
+        return self._guard
 
     def _exclusive(self) -> JsonEventStore._Lock:
         return JsonEventStore._Lock(self)
@@ -398,7 +420,7 @@ class JsonEventStore:
         return [expected + len(records) for _, records, expected in checked]
 
     def stream_version(self, stream_id: str) -> int:
-        with self._guard:
+        with self._guarded():
             self._refresh()
             return len(self._streams.get(stream_id, ()))
 
@@ -406,7 +428,7 @@ class JsonEventStore:
         check_read_args(after_version, None, "after_version")
         if not isinstance(stream_id, str):
             raise ValidationError(f"Stream id must be text, not {short(stream_id)}.")
-        with self._guard:
+        with self._guarded():
             self._refresh()
             result = []
             for index, number in self._streams.get(stream_id, ())[after_version:]:
@@ -415,7 +437,7 @@ class JsonEventStore:
             return result
 
     def stream_ids(self) -> Iterator[str]:
-        with self._guard:
+        with self._guarded():
             self._refresh()
             return iter(list(self._streams))
 
@@ -423,7 +445,7 @@ class JsonEventStore:
         self, *, after_position: int = 0, limit: int | None = None
     ) -> Iterator[EventRecord]:
         check_read_args(after_position, limit)
-        with self._guard:
+        with self._guarded():
             self._refresh()
             last = (
                 self._positions if limit is None else min(self._positions, after_position + limit)
@@ -434,7 +456,7 @@ class JsonEventStore:
     def _records_between(self, start: int, after: int, last: int) -> Iterator[EventRecord]:
         index = start
         while index < len(self._line_first) and self._line_first[index] <= last:
-            with self._guard:
+            with self._guarded():
                 records = self._line(index)
             first = self._line_first[index]
             for number, data in enumerate(records):

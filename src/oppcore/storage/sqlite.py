@@ -12,6 +12,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -69,13 +70,33 @@ class SqliteEventStore:
             raise StorageError(f"Cannot open database {str(self.path)!r}: {exc}.") from None
         try:
             with self._translate("open"):
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=FULL")
                 self._db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
-                self._create_schema()
+                self._setup()
         except BaseException:
             self._db.close()
             raise
+
+    def _setup(self) -> None:
+        """WAL, full sync and the schema; retried while another connection is setting up.
+
+        Switching a new database to WAL needs a write lock while holding a read lock, and
+        SQLite does not call the busy handler then: a second process opening the same new
+        file at the same moment gets "database is locked" at once.  So wait here, up to the
+        busy timeout, as every other statement does.
+        """
+        deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._create_schema()
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.02)
 
     def __repr__(self) -> str:
         return f"<SqliteEventStore {str(self.path)!r}>"
