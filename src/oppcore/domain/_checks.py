@@ -81,7 +81,7 @@ def decimal(value: object, what: str, *, exact: bool = False) -> Decimal:
         if len(number.as_tuple().digits) > EXACT_DIGITS or abs(number.adjusted()) > EXACT_DIGITS:
             raise ValidationError(f"{what} {_short(value)} is too large or too long a number.")
         return number
-    if number and number.adjusted() >= MAX_INTEGER_DIGITS:
+    if number.adjusted() >= MAX_INTEGER_DIGITS:  # zero too: 0E+999999999 is no amount
         raise ValidationError(
             f"{what} {_short(value)} has more than {MAX_INTEGER_DIGITS} integer digits."
         )
