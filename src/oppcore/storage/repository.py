@@ -8,6 +8,7 @@ appends a new snapshot, so their history is kept too.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -210,13 +211,26 @@ class Repository:
             _checks.aware(as_of, "as_of")
         if known_at is not None:
             _checks.aware(known_at, "known_at")
-        streams: dict[str, list[EventRecord]] = {}
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return self._load_all(as_of, known_at)
+        finally:
+            # A bulk load makes millions of objects and no garbage cycles; the cyclic
+            # collector would walk the growing heap again and again, so it is paused while
+            # loading and restored as it was, whatever happens.
+            if collecting:
+                gc.enable()
+
+    def _load_all(self, as_of: datetime | None, known_at: datetime | None) -> list[Opportunity]:
+        # Decode each record as it is read: only events stay alive, not records and payloads.
+        streams: dict[str, list[Event]] = {}
         for record in self.store.read_all():
             if not record.stream_id.startswith(RESERVED_PREFIXES):
-                streams.setdefault(record.stream_id, []).append(record)
+                streams.setdefault(record.stream_id, []).append(self._decode_event(record))
         result = []
-        for stream_id, records in streams.items():
-            opp: Opportunity | None = self._replay(stream_id, records)
+        for stream_id, events in streams.items():
+            opp: Opportunity | None = self._replay_events(stream_id, events)
             if known_at is not None and opp is not None:
                 opp = opp.as_known_at(known_at)
             if as_of is not None and opp is not None:
@@ -245,7 +259,9 @@ class Repository:
     # -- decoding ------------------------------------------------------------------------
 
     def _replay(self, stream_id: str, records: Sequence[EventRecord]) -> Opportunity:
-        events = [self._decode_event(record) for record in records]
+        return self._replay_events(stream_id, [self._decode_event(r) for r in records])
+
+    def _replay_events(self, stream_id: str, events: list[Event]) -> Opportunity:
         try:
             return Opportunity.replay(events)
         except OppcoreError as exc:
