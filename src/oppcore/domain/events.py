@@ -9,11 +9,18 @@ needs nothing else.
 
 from __future__ import annotations
 
+import sys
 from datetime import date, datetime
 from decimal import Decimal
-from typing import TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import attrs
+
+if TYPE_CHECKING:
+    if sys.version_info >= (3, 11):
+        from typing import Self
+    else:
+        from typing_extensions import Self
 
 from oppcore.domain import _checks
 from oppcore.domain.line_items import LineItem
@@ -122,6 +129,19 @@ class _Event:
     at: datetime = attrs.field(converter=_at)
     recorded_at: datetime = attrs.field(converter=_recorded_at)
     by: str | None = attrs.field(default=None, converter=_by)
+
+    @classmethod
+    def _trusted(cls, **values: Any) -> Self:
+        """Build from values a command has already checked, skipping the field converters.
+
+        Only ``Opportunity``'s commands call this: they validate every argument first, so
+        checking again would only cost time.  Every other way in (a store, a file, a caller)
+        goes through ``__init__`` and its checks.
+        """
+        event = object.__new__(cls)
+        for field in attrs.fields(cls):
+            object.__setattr__(event, field.name, values.get(field.name, field.default))
+        return event
 
     def __attrs_post_init__(self) -> None:
         if self.at > self.recorded_at:

@@ -207,7 +207,7 @@ class Opportunity:
             "description": _checks.text(description, "Description"),
         }
         when, recorded = _stamp(at, clock, previous=None)
-        event = Opened(
+        event = Opened._trusted(
             opportunity_id=opp_id,
             version=1,
             at=when,
@@ -326,7 +326,7 @@ class Opportunity:
             )
         self._check_required(target)
         when, recorded = _stamp(at, clock, previous=self)
-        event = Reopened(
+        event = Reopened._trusted(
             opportunity_id=self.id,
             version=self.version + 1,
             at=when,
@@ -385,11 +385,11 @@ class Opportunity:
         }
         event: Event
         if source.is_open and target.is_won:
-            event = Won(**common)
+            event = Won._trusted(**common)
         elif source.is_open and target.is_lost:
-            event = Lost(reason=reason, **common)
+            event = Lost._trusted(reason=reason, **common)
         else:
-            event = StageChanged(probability=chance, manual_probability=hand_set, **common)
+            event = StageChanged._trusted(probability=chance, manual_probability=hand_set, **common)
         return self._apply(event)
 
     def _probability_after_move(
@@ -482,7 +482,7 @@ class Opportunity:
             return self
         when, recorded = _stamp(at, clock, previous=self)
         ordered = tuple(name for name in UPDATABLE_FIELDS if name in changed)
-        event = FieldsChanged(
+        event = FieldsChanged._trusted(
             opportunity_id=self.id,
             version=self.version + 1,
             at=when,
@@ -509,7 +509,7 @@ class Opportunity:
             raise ValidationError(f"Opportunity {self.id!r} already has line item {item.id!r}.")
         self._check_parent(item)
         when, recorded = _stamp(at, clock, previous=self)
-        event = LineItemAdded(
+        event = LineItemAdded._trusted(
             opportunity_id=self.id,
             version=self.version + 1,
             at=when,
@@ -535,7 +535,7 @@ class Opportunity:
                 f"Line item {item.id!r} has add-ons {', '.join(map(repr, children))}; remove them first."
             )
         when, recorded = _stamp(at, clock, previous=self)
-        event = LineItemRemoved(
+        event = LineItemRemoved._trusted(
             opportunity_id=self.id,
             version=self.version + 1,
             at=when,
@@ -568,7 +568,7 @@ class Opportunity:
         _common_currency(self.currency, self.manual_amount, (*others, new_item))
         self._check_parent(new_item)
         when, recorded = _stamp(at, clock, previous=self)
-        event = LineItemChanged(
+        event = LineItemChanged._trusted(
             opportunity_id=self.id,
             version=self.version + 1,
             at=when,
@@ -690,8 +690,8 @@ class Opportunity:
         # Not attrs.evolve: replay comes here once per event, and every field is already
         # checked, so copy the slots directly (measurably faster on large loads).
         new = object.__new__(Opportunity)
-        for name in _FIELDS:
-            object.__setattr__(new, name, updates[name] if name in updates else getattr(self, name))
+        for name, slot in _SLOTS:
+            slot.__set__(new, updates[name] if name in updates else slot.__get__(self))
         return new
 
     # -- history -------------------------------------------------------------------------
@@ -798,7 +798,8 @@ class Opportunity:
         return Opportunity.replay(self.events[:count])
 
 
-_FIELDS = tuple(field.name for field in attrs.fields(Opportunity))
+# The slot descriptors of every field, for the fold's direct copy.
+_SLOTS = tuple((field.name, vars(Opportunity)[field.name]) for field in attrs.fields(Opportunity))
 
 _EVENT_CLASSES = (
     Opened,
