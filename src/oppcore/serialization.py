@@ -71,7 +71,7 @@ def make_converter() -> Converter:
     converter.register_structure_hook(Money, _structure_money)
     converter.register_unstructure_hook(Stage, Stage.to_dict)
     converter.register_structure_hook(Stage, lambda data, _: _from_dict(Stage, data))
-    converter.register_unstructure_hook(Pipeline, Pipeline.to_dict)
+    converter.register_unstructure_hook(Pipeline, Pipeline._shared_dict)
     converter.register_structure_hook(Pipeline, _pipeline_hook())
     converter.register_structure_hook_factory(_is_variadic_tuple, _variadic_tuple_hook)
     for cls in _ATTRS_CLASSES:
@@ -340,7 +340,12 @@ def converter() -> Converter:
 
 
 def unstructure(value: Any) -> Any:
-    """``value`` as JSON-compatible data (events carry their ``event`` tag)."""
+    """``value`` as JSON-compatible data (events carry their ``event`` tag); yours to change."""
+    return copy.deepcopy(_unstructure(value))
+
+
+def _unstructure(value: Any) -> Any:
+    # May share parts (a pipeline's document) with other results: read it, never change it.
     if isinstance(value, EVENT_TYPES):
         return converter().unstructure(value, unstructure_as=Event)
     return converter().unstructure(value)
@@ -369,7 +374,7 @@ def structure(data: Any, cls: type[T]) -> T:
 def dumps(value: Any) -> str:
     """JSON text for any domain value or event; non-ASCII text is kept as it is."""
     try:
-        return json.dumps(unstructure(value), ensure_ascii=False, separators=(",", ":"))
+        return json.dumps(_unstructure(value), ensure_ascii=False, separators=(",", ":"))
     except (TypeError, ValueError, AttributeError, RecursionError) as exc:
         raise ValidationError(
             f"Cannot write {_checks.short(value)} as JSON: {exc}. oppcore writes its own "

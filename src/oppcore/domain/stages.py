@@ -286,6 +286,7 @@ class Pipeline:
     )
     keep_manual_probability: bool = attrs.field(default=False, converter=_bool)
     _by_key: dict[str, Stage] = attrs.field(init=False, repr=False, eq=False)
+    _document: dict[str, Any] | None = attrs.field(init=False, repr=False, eq=False, default=None)
 
     def __attrs_post_init__(self) -> None:
         by_key: dict[str, Stage] = {}
@@ -435,6 +436,15 @@ class Pipeline:
         return _SALESFORCE
 
     # -- config files --------------------------------------------------------------------
+
+    def _shared_dict(self) -> dict[str, Any]:
+        """``to_dict()`` made once and shared: for oppcore's own writers, which never change
+        it (every opened deal carries its pipeline, so this is on the hot path of saving)."""
+        document = self._document
+        if document is None:
+            document = self.to_dict()
+            object.__setattr__(self, "_document", document)
+        return document
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-compatible dict; ``Pipeline.from_dict`` reads it back."""
