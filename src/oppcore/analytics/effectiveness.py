@@ -1,0 +1,237 @@
+"""Effectiveness: which campaigns, lead sources and kinds of deal actually close."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+import attrs
+
+from oppcore._repr import short
+from oppcore.analytics import _common
+from oppcore.analytics.table import Table
+from oppcore.domain.lead import Campaign
+from oppcore.domain.money import ExchangeRates, Money
+from oppcore.domain.opportunity import Opportunity
+from oppcore.domain.stages import ForecastCategory
+from oppcore.exceptions import ValidationError
+
+_ATTRIBUTES = {
+    "campaign": "campaign_id",
+    "lead_source": "lead_source",
+    "type": "type",
+    "owner": "owner",
+    "account": "account",
+}
+
+
+@attrs.frozen
+class EffectivenessRow:
+    """How the deals of one key did; ``key`` is None for deals without one.
+
+    Two win rates, both named: ``win_rate`` is won / (won + lost), None while nothing has
+    closed; ``win_rate_all`` is won / all opportunities, open ones included.  Rates and ROI
+    are fractions (ROI 3 means 300 %).  ``avg_cycle_days`` is the mean of days from opening
+    to close over won deals.  Cost columns are filled for campaigns with a known cost; a
+    campaign's cost is counted once, however many deals it brought.
+    """
+
+    key: Any
+    opportunities: int
+    open: int
+    won: int
+    lost: int
+    win_rate: Decimal | None
+    win_rate_all: Decimal | None
+    won_revenue: Money | None
+    pipeline: Money | None
+    weighted: Money | None
+    avg_won_deal: Money | None
+    avg_cycle_days: Decimal | None
+    cost: Money | None
+    roi: Decimal | None
+    cost_per_opportunity: Money | None
+    cost_per_won: Money | None
+
+
+@attrs.define
+class _Tally:
+    opportunities: int = 0
+    open: int = 0
+    won: int = 0
+    lost: int = 0
+    won_revenue: Money | None = None
+    pipeline: Money | None = None
+    weighted: Money | None = None
+    cycles: list[Decimal] = attrs.Factory(list)
+
+
+def _key_function(by: object) -> Callable[[Opportunity], Hashable]:
+    if callable(by):
+        return by
+    attribute = _ATTRIBUTES.get(by) if isinstance(by, str) else None
+    if attribute is None:
+        raise ValidationError(
+            f"by={short(by)} is not one of {', '.join(repr(k) for k in _ATTRIBUTES)} "
+            "or a function of an Opportunity."
+        )
+    return lambda opp: getattr(opp, attribute)
+
+
+def _campaigns(campaigns: object) -> dict[str, Campaign]:
+    if campaigns is None:
+        return {}
+    if isinstance(campaigns, (str, bytes)) or not isinstance(campaigns, Iterable):
+        raise ValidationError(f"campaigns must be a list of Campaign, not {short(campaigns)}.")
+    result: dict[str, Campaign] = {}
+    for campaign in campaigns:
+        if not isinstance(campaign, Campaign):
+            raise ValidationError(f"{short(campaign)} is not a Campaign.")
+        result[campaign.id] = campaign
+    return result
+
+
+def effectiveness(
+    opps: Iterable[Opportunity],
+    *,
+    by: Literal["campaign", "lead_source", "type", "owner", "account"]
+    | Callable[[Opportunity], Hashable],
+    campaigns: Iterable[Campaign] | None = None,
+    as_of: datetime | None = None,
+    currency: str | None = None,
+    rates: ExchangeRates | None = None,
+) -> Table[EffectivenessRow]:
+    """Counts, both win rates, revenue, pipeline and, for campaigns, cost and ROI, per key.
+
+    Rows come in key order, with the row for deals without a key (``None``) last.  With
+    ``by="campaign"`` every campaign given appears, even one that brought no deal.
+    """
+    key_of = _key_function(by)
+    known = _campaigns(campaigns)
+    deals = _common.deals(opps, as_of)
+    money = _common.Valuation(deals, currency, rates, _common.today(as_of))
+    tallies: dict[Hashable, _Tally] = {}
+    if by == "campaign":
+        for campaign_id in known:
+            tallies[campaign_id] = _Tally()
+    for opp in deals:
+        key = key_of(opp)
+        try:
+            tally = tallies.setdefault(key, _Tally())
+        except TypeError:
+            raise ValidationError(f"by= gave an unhashable key {short(key)}.") from None
+        tally.opportunities += 1
+        amount = money.amount(opp)
+        if opp.is_open:
+            tally.open += 1
+            if amount is not None:
+                if opp.forecast_category is not ForecastCategory.OMITTED:
+                    tally.pipeline = _common.add(tally.pipeline, amount)
+                tally.weighted = _common.add(
+                    tally.weighted, _common.weighted(amount, opp.probability)
+                )
+        elif opp.is_won:
+            tally.won += 1
+            tally.won_revenue = _common.add(tally.won_revenue, amount)
+            if opp.closed_at is not None:
+                tally.cycles.append(_common.days(opp.closed_at - opp.created_at))
+        else:
+            tally.lost += 1
+    zero = money.zero()
+    rows = []
+    for key in sorted(tallies, key=lambda k: (k is None, str(k))):
+        tally = tallies[key]
+        won_revenue = tally.won_revenue or zero
+        cost = _cost(known.get(key) if by == "campaign" and isinstance(key, str) else None, money)
+        rows.append(
+            EffectivenessRow(
+                key=key,
+                opportunities=tally.opportunities,
+                open=tally.open,
+                won=tally.won,
+                lost=tally.lost,
+                win_rate=_common.ratio(tally.won, tally.won + tally.lost),
+                win_rate_all=_common.ratio(tally.won, tally.opportunities),
+                won_revenue=won_revenue,
+                pipeline=tally.pipeline or zero,
+                weighted=tally.weighted or zero,
+                avg_won_deal=_common.per(tally.won_revenue, tally.won),
+                avg_cycle_days=_common.mean(tally.cycles),
+                cost=cost,
+                roi=_roi(won_revenue, cost),
+                cost_per_opportunity=_common.per(cost, tally.opportunities),
+                cost_per_won=_common.per(cost, tally.won),
+            )
+        )
+    return Table.of(EffectivenessRow, rows, title=f"Effectiveness by {_title(by)}")
+
+
+def _title(by: object) -> str:
+    return by if isinstance(by, str) else getattr(by, "__name__", "key")
+
+
+def _cost(campaign: Campaign | None, money: _common.Valuation) -> Money | None:
+    if campaign is None or campaign.actual_cost is None:
+        return None
+    on = campaign.end or campaign.start or money.valued_on
+    return money.convert(campaign.actual_cost, on)
+
+
+def _roi(revenue: Money | None, cost: Money | None) -> Decimal | None:
+    if cost is None or not cost.amount:
+        return None
+    gained = (revenue or Money.zero(cost.currency)) - cost
+    return _common.ratio(gained.amount, cost.amount)
+
+
+def campaign_effectiveness(
+    opps: Iterable[Opportunity], campaigns: Iterable[Campaign] = (), **kw: Any
+) -> Table[EffectivenessRow]:
+    """``effectiveness(opps, by="campaign", campaigns=campaigns, ...)``."""
+    return effectiveness(opps, by="campaign", campaigns=campaigns, **kw)
+
+
+def lead_source_effectiveness(opps: Iterable[Opportunity], **kw: Any) -> Table[EffectivenessRow]:
+    """``effectiveness(opps, by="lead_source", ...)``."""
+    return effectiveness(opps, by="lead_source", **kw)
+
+
+@attrs.frozen
+class CycleStats:
+    """Sales-cycle length in days, from opening to close: count, mean, median and p90."""
+
+    count: int
+    mean_days: Decimal | None
+    median_days: Decimal | None
+    p90_days: Decimal | None
+
+
+def sales_cycle(
+    opps: Iterable[Opportunity], *, basis: Literal["won", "closed"] = "won"
+) -> CycleStats:
+    """Days from opening to close over won deals (``basis="won"``) or won and lost ("closed")."""
+    if basis not in ("won", "closed"):
+        raise ValidationError(f"basis {short(basis)} is not 'won' or 'closed'.")
+    lengths = sorted(
+        _common.days(opp.closed_at - opp.created_at)
+        for opp in _common.deals(opps, None)
+        if opp.closed_at is not None and (opp.is_won or (basis == "closed" and opp.is_lost))
+    )
+    return CycleStats(
+        count=len(lengths),
+        mean_days=_common.mean(lengths),
+        median_days=_common.quantile(lengths, Decimal("0.5")),
+        p90_days=_common.quantile(lengths, Decimal("0.9")),
+    )
+
+
+__all__ = [
+    "CycleStats",
+    "EffectivenessRow",
+    "campaign_effectiveness",
+    "effectiveness",
+    "lead_source_effectiveness",
+    "sales_cycle",
+]
