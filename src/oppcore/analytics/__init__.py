@@ -11,7 +11,7 @@ from oppcore.analytics.effectiveness import (
     lead_source_effectiveness,
     sales_cycle,
 )
-from oppcore.analytics.forecast import ForecastRow, forecast
+from oppcore.analytics.forecast import ForecastRangeRow, ForecastRow, forecast, forecast_range
 from oppcore.analytics.periods import FiscalCalendar, Period, period_of
 from oppcore.analytics.table import Table
 
@@ -19,12 +19,14 @@ __all__ = [
     "CycleStats",
     "EffectivenessRow",
     "FiscalCalendar",
+    "ForecastRangeRow",
     "ForecastRow",
     "Period",
     "Table",
     "campaign_effectiveness",
     "effectiveness",
     "forecast",
+    "forecast_range",
     "lead_source_effectiveness",
     "period_of",
     "sales_cycle",

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
 
 import attrs
 
+from oppcore._repr import short
 from oppcore.analytics import _common
 from oppcore.analytics.periods import FiscalCalendar, Grain, Period, check_calendar, check_grain
 from oppcore.analytics.periods import period_of as _period_of
 from oppcore.analytics.table import Table
-from oppcore.domain.money import ExchangeRates, Money
+from oppcore.domain import _checks
+from oppcore.domain.money import DIVISION, EXACT, ExchangeRates, Money
 from oppcore.domain.opportunity import Opportunity
 from oppcore.domain.stages import ForecastCategory
+from oppcore.exceptions import ValidationError
 
 
 @attrs.frozen
@@ -106,9 +110,8 @@ def forecast(
             else:
                 row.lost_count += 1
     zero = money.zero()
-    ordered = sorted((p for p in buckets if p is not None), key=lambda p: p.start)
-    if None in buckets:
-        ordered.append(None)  # type: ignore[arg-type]
+    scheduled = sorted((p for p in buckets if p is not None), key=lambda p: p.start)
+    ordered: list[Period | None] = [*scheduled, *([None] if None in buckets else [])]
     rows = [
         ForecastRow(
             period=key,
@@ -127,4 +130,126 @@ def forecast(
     return Table.of(ForecastRow, rows, title=f"Forecast by {grain}")
 
 
-__all__ = ["ForecastRow", "forecast"]
+@attrs.frozen
+class ForecastRangeRow:
+    """How sure one period's revenue is, if each open deal is won with its probability,
+    independently: exact ``mean`` and ``stdev``, and Monte Carlo ``quantiles``
+    (quantile -> Money)."""
+
+    period: Period | None
+    mean: Money | None
+    stdev: Money | None
+    quantiles: Mapping[Decimal, Money]
+
+
+def forecast_range(
+    opps: Iterable[Opportunity],
+    *,
+    period: Grain = "quarter",
+    calendar: FiscalCalendar | None = None,
+    simulations: int = 10_000,
+    seed: int | None = None,
+    quantiles: Iterable[Decimal | int | str] = (Decimal("0.1"), Decimal("0.5"), Decimal("0.9")),
+    as_of: datetime | None = None,
+    currency: str | None = None,
+    rates: ExchangeRates | None = None,
+) -> Table[ForecastRangeRow]:
+    """The spread of each period's revenue from its open deals.
+
+    ``mean`` (the weighted pipeline) and ``stdev`` are exact:
+    ``sum(a * p)`` and ``sqrt(sum(a**2 * p * (1 - p)))``.  The quantiles come from
+    ``simulations`` runs in which each deal is won with its probability; the same ``seed``
+    gives the same answer.  Open deals without an expected close make the last row.
+    """
+    grain = check_grain(period)
+    fiscal = check_calendar(calendar)
+    runs = _count(simulations)
+    levels = _levels(quantiles)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ValidationError(f"seed must be a whole number or None, not {short(seed)}.")
+    deals = _common.deals(opps, as_of)
+    money = _common.Valuation(deals, currency, rates, _common.today(as_of))
+    groups: dict[Period | None, list[tuple[Money, Decimal]]] = {}
+    for opp in deals:
+        amount = money.amount(opp)
+        if not opp.is_open or amount is None:
+            continue
+        key = None if opp.expected_close is None else _period_of(opp.expected_close, grain, fiscal)
+        groups.setdefault(key, []).append((amount, opp.probability / _HUNDRED))
+    scheduled = sorted((p for p in groups if p is not None), key=lambda p: p.start)
+    ordered: list[Period | None] = [*scheduled, *([None] if None in groups else [])]
+    rng = random.Random(seed)
+    rows = [_range_row(key, groups[key], runs, levels, rng) for key in ordered]
+    return Table.of(ForecastRangeRow, rows, title=f"Forecast range by {grain}")
+
+
+_HUNDRED = Decimal(100)
+
+
+def _count(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10_000_000:
+        raise ValidationError(
+            f"simulations must be a whole number 1 to 10,000,000, not {short(value)}."
+        )
+    return value
+
+
+def _levels(value: object) -> tuple[Decimal, ...]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise ValidationError(f"quantiles must be a list of fractions 0 to 1, not {short(value)}.")
+    levels = []
+    for item in value:
+        level = _checks.decimal(item, "Quantile")
+        if not 0 <= level <= 1:
+            raise ValidationError(f"Quantile {short(item)} is outside 0 to 1.")
+        levels.append(level)
+    return tuple(levels)
+
+
+def _range_row(
+    key: Period | None,
+    deals: list[tuple[Money, Decimal]],
+    runs: int,
+    levels: tuple[Decimal, ...],
+    rng: random.Random,
+) -> ForecastRangeRow:
+    currency = deals[0][0].currency
+    mean = Decimal(0)
+    variance = Decimal(0)
+    for amount, chance in deals:
+        mean = EXACT.add(mean, EXACT.multiply(amount.amount, chance))
+        variance = EXACT.add(
+            variance,
+            EXACT.multiply(
+                EXACT.multiply(amount.amount, amount.amount), EXACT.multiply(chance, 1 - chance)
+            ),
+        )
+    # Simulate in whole minor-unit-free integers: scale every amount to the smallest exponent,
+    # so each run's total is an exact int and the loop does only int additions.
+    exponent = min(int(amount.amount.as_tuple().exponent) for amount, _ in deals)
+    scaled = [
+        (int(amount.amount.scaleb(-exponent, EXACT)), float(chance)) for amount, chance in deals
+    ]
+    random_ = rng.random
+    totals = []
+    for _ in range(runs):
+        total = 0
+        for cents, odds in scaled:
+            if random_() < odds:
+                total += cents
+        totals.append(total)
+    totals.sort()
+    unit = Decimal(1).scaleb(exponent)
+    values = [Decimal(total) * unit for total in totals]
+    return ForecastRangeRow(
+        period=key,
+        mean=Money._exact(mean, currency),
+        stdev=Money._exact(DIVISION.sqrt(variance), currency),
+        quantiles={
+            level: Money._exact(_common.quantile(values, level) or Decimal(0), currency)
+            for level in levels
+        },
+    )
+
+
+__all__ = ["ForecastRangeRow", "ForecastRow", "forecast", "forecast_range"]
