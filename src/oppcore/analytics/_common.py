@@ -34,9 +34,9 @@ def deals(opps: Iterable[Opportunity], as_of: datetime | None) -> list[Opportuni
     return result
 
 
-def today(as_of: datetime | None) -> date:
+def today(as_of: datetime | None, clock: _clock.Clock | None = None) -> date:
     """The day open deals without a date are valued on: ``as_of``'s, or the clock's today."""
-    moment = _clock.get_clock().now() if as_of is None else as_of
+    moment = _clock.resolve(clock).now() if as_of is None else as_of
     return _checks.aware(moment, "as_of").date()
 
 

@@ -12,6 +12,7 @@ import attrs
 from oppcore._repr import short
 from oppcore.analytics import _common
 from oppcore.analytics.table import Table
+from oppcore.clock import Clock
 from oppcore.domain.lead import Campaign
 from oppcore.domain.money import ExchangeRates, Money
 from oppcore.domain.opportunity import Opportunity
@@ -102,6 +103,7 @@ def effectiveness(
     as_of: datetime | None = None,
     currency: str | None = None,
     rates: ExchangeRates | None = None,
+    clock: Clock | None = None,
 ) -> Table[EffectivenessRow]:
     """Counts, both win rates, revenue, pipeline and, for campaigns, cost and ROI, per key.
 
@@ -111,7 +113,7 @@ def effectiveness(
     key_of = _key_function(by)
     known = _campaigns(campaigns)
     deals = _common.deals(opps, as_of)
-    money = _common.Valuation(deals, currency, rates, _common.today(as_of))
+    money = _common.Valuation(deals, currency, rates, _common.today(as_of, clock))
     tallies: dict[Hashable, _Tally] = {}
     if by == "campaign":
         for campaign_id in known:

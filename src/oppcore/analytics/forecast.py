@@ -14,6 +14,7 @@ from oppcore.analytics import _common
 from oppcore.analytics.periods import FiscalCalendar, Grain, Period, check_calendar, check_grain
 from oppcore.analytics.periods import period_of as _period_of
 from oppcore.analytics.table import Table
+from oppcore.clock import Clock
 from oppcore.domain import _checks
 from oppcore.domain.money import DIVISION, EXACT, ExchangeRates, Money
 from oppcore.domain.opportunity import Opportunity
@@ -63,6 +64,7 @@ def forecast(
     currency: str | None = None,
     rates: ExchangeRates | None = None,
     probabilities: Mapping[str, Decimal | int | str] | None = None,
+    clock: Clock | None = None,
 ) -> Table[ForecastRow]:
     """Revenue by period: the open pipeline by expected close, won and lost by close date.
 
@@ -73,7 +75,7 @@ def forecast(
     fiscal = check_calendar(calendar)
     chances = _common.probabilities_map(probabilities)
     deals = _common.deals(opps, as_of)
-    money = _common.Valuation(deals, currency, rates, _common.today(as_of))
+    money = _common.Valuation(deals, currency, rates, _common.today(as_of, clock))
     buckets: dict[Period | None, _Bucket] = {}
     periods: dict[object, Period] = {}
 
@@ -153,6 +155,7 @@ def forecast_range(
     as_of: datetime | None = None,
     currency: str | None = None,
     rates: ExchangeRates | None = None,
+    clock: Clock | None = None,
 ) -> Table[ForecastRangeRow]:
     """The spread of each period's revenue from its open deals.
 
@@ -168,7 +171,7 @@ def forecast_range(
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ValidationError(f"seed must be a whole number or None, not {short(seed)}.")
     deals = _common.deals(opps, as_of)
-    money = _common.Valuation(deals, currency, rates, _common.today(as_of))
+    money = _common.Valuation(deals, currency, rates, _common.today(as_of, clock))
     groups: dict[Period | None, list[tuple[Money, Decimal]]] = {}
     for opp in deals:
         amount = money.amount(opp)

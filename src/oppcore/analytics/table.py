@@ -22,7 +22,7 @@ from oppcore.exceptions import StorageError, ValidationError
 R = TypeVar("R")
 
 
-@attrs.frozen
+@attrs.frozen(repr=False)
 class Table(Generic[R]):
     """Rows of one kind (frozen attrs values), in a meaningful order.
 
@@ -39,6 +39,10 @@ class Table(Generic[R]):
     def of(cls, row_type: type[R], rows: Sequence[R], title: str = "") -> Table[R]:
         columns = tuple(field.name for field in attrs.fields(row_type))  # type: ignore[arg-type]
         return cls(tuple(rows), columns, title)
+
+    def __repr__(self) -> str:
+        name = f" {self.title!r}" if self.title else ""
+        return f"<Table{name}: {len(self.rows)} rows of {', '.join(self.columns)}>"
 
     def __iter__(self) -> Iterator[R]:
         return iter(self.rows)
