@@ -66,6 +66,7 @@ class _Tally:
     won_revenue: Money | None = None
     pipeline: Money | None = None
     weighted: Money | None = None
+    won_with_amount: int = 0
     cycles: list[Decimal] = attrs.Factory(list)
 
 
@@ -137,13 +138,14 @@ def effectiveness(
         elif opp.is_won:
             tally.won += 1
             tally.won_revenue = _common.add(tally.won_revenue, amount)
+            tally.won_with_amount += amount is not None
             if opp.closed_at is not None:
                 tally.cycles.append(_common.days(opp.closed_at - opp.created_at))
         else:
             tally.lost += 1
     zero = money.zero()
     rows = []
-    for key in sorted(tallies, key=lambda k: (k is None, str(k))):
+    for key in _ordered(tallies):
         tally = tallies[key]
         won_revenue = tally.won_revenue or zero
         cost = _cost(known.get(key) if by == "campaign" and isinstance(key, str) else None, money)
@@ -159,7 +161,7 @@ def effectiveness(
                 won_revenue=won_revenue,
                 pipeline=tally.pipeline or zero,
                 weighted=tally.weighted or zero,
-                avg_won_deal=_common.per(tally.won_revenue, tally.won),
+                avg_won_deal=_common.per(tally.won_revenue, tally.won_with_amount),
                 avg_cycle_days=_common.mean(tally.cycles),
                 cost=cost,
                 roi=_roi(won_revenue, cost),
@@ -168,6 +170,18 @@ def effectiveness(
             )
         )
     return Table.of(EffectivenessRow, rows, title=f"Effectiveness by {_title(by)}")
+
+
+def _ordered(keys: Iterable[Hashable]) -> list[Hashable]:
+    """Keys in their own order (numbers as numbers), the None row last; text order when the
+    keys cannot be compared with each other."""
+    every = list(keys)
+    present: list[Any] = [key for key in every if key is not None]
+    try:
+        present.sort()
+    except TypeError:
+        present.sort(key=str)
+    return present + ([None] if None in every else [])
 
 
 def _title(by: object) -> str:

@@ -82,6 +82,10 @@ def check_calendar(calendar: object) -> FiscalCalendar | None:
 
 def period_of(day: date, grain: Grain, calendar: FiscalCalendar | None = None) -> Period:
     """The period of ``grain`` that ``day`` falls in."""
+    if not isinstance(day, date):
+        raise ValidationError(f"period_of takes a date, not {short(day)}.")
+    grain = check_grain(grain)
+    calendar = check_calendar(calendar)
     day = _day(day)
     if grain == "week":
         year, week, weekday = day.isocalendar()

@@ -7,6 +7,7 @@ import html
 import io
 import json
 import os
+import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -133,7 +134,7 @@ class Table(Generic[R]):
     def __str__(self) -> str:
         cells = self._cells()
         widths = [
-            max([len(name)] + [len(line[i]) for line in cells])
+            max([_width(name)] + [_width(line[i]) for line in cells])
             for i, name in enumerate(self.columns)
         ]
         numeric = [
@@ -142,7 +143,8 @@ class Table(Generic[R]):
         ]
 
         def fit(text: str, i: int) -> str:
-            return text.rjust(widths[i]) if numeric[i] else text.ljust(widths[i])
+            pad = " " * (widths[i] - _width(text))
+            return pad + text if numeric[i] else text + pad
 
         out = [self.title] if self.title else []
         out.append("  ".join(fit(name, i) for i, name in enumerate(self.columns)).rstrip())
@@ -160,6 +162,19 @@ class Table(Generic[R]):
         )
         caption = f"<caption>{html.escape(self.title)}</caption>" if self.title else ""
         return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _width(text: str) -> int:
+    """Columns ``text`` takes on a terminal: Thai vowel and tone marks take none, East Asian
+    wide characters two."""
+    return sum(
+        0
+        if unicodedata.combining(char) or unicodedata.category(char) in ("Mn", "Me", "Cf")
+        else 2
+        if unicodedata.east_asian_width(char) in ("W", "F")
+        else 1
+        for char in text
+    )
 
 
 def _write_csv(handle: IO[str], header: list[str], lines: list[list[str]]) -> None:
