@@ -108,3 +108,20 @@ def test_bad_arguments_are_refused_with_a_clear_error(
     """Each bad argument raises ValidationError naming it."""
     with pytest.raises(ValidationError, match=message):
         forecast_range([_deal("100", 50)], **arguments)  # type: ignore[arg-type]
+
+
+def test_two_deals_give_the_four_outcomes_in_their_proportions() -> None:
+    """1,000 at 30 % and 2,500 at 50 %: P(0) .35, P(1,000) .15, P(2,500) .35, P(3,500) .15."""
+    (row,) = forecast_range(
+        [_deal("1000", 30), _deal("2500", 50)],
+        seed=9,
+        simulations=20_000,
+        quantiles=("0.30", "0.42", "0.60", "0.92"),
+    )
+
+    assert [row.quantiles[Decimal(q)] for q in ("0.30", "0.42", "0.60", "0.92")] == [
+        Money("0", "USD"),
+        Money("1000", "USD"),
+        Money("2500", "USD"),
+        Money("3500", "USD"),
+    ]
