@@ -122,7 +122,8 @@ def _items(value: object) -> tuple[LineItem, ...]:
     return tuple(_item(item) for item in value)
 
 
-@attrs.frozen(kw_only=True)
+# Millions of events live in memory at once: no weak-reference slot (8 bytes each).
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class _Event:
     opportunity_id: str = attrs.field(converter=_id)
     version: int = attrs.field(converter=_version)
@@ -151,7 +152,7 @@ class _Event:
             )
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class Opened(_Event):
     """The deal was opened; holds its whole initial state.
 
@@ -177,7 +178,7 @@ class Opened(_Event):
     line_items: tuple[LineItem, ...] = attrs.field(default=(), converter=_items)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class StageChanged(_Event):
     """The deal moved between two open stages, or between two stages of the same outcome."""
 
@@ -187,7 +188,7 @@ class StageChanged(_Event):
     manual_probability: bool = attrs.field(default=False, converter=_flag)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class Won(_Event):
     """The deal moved into a won stage; its probability is 100 from here."""
 
@@ -195,7 +196,7 @@ class Won(_Event):
     to_stage: str = attrs.field(converter=_key)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class Lost(_Event):
     """The deal moved into a lost stage; its probability is 0 from here."""
 
@@ -204,7 +205,7 @@ class Lost(_Event):
     reason: str | None = attrs.field(default=None, converter=_optional_text)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class Reopened(_Event):
     """A closed deal went back to an open stage; ``closed_at`` and the lost reason are cleared."""
 
@@ -246,7 +247,7 @@ def _optional_description(value: object) -> str | None:
     return None if value is None else _checks.text(value, "Description")
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class FieldsChanged(_Event):
     """Plain fields changed.  ``fields`` names those that did; the others are left as None.
 
@@ -281,21 +282,21 @@ class FieldsChanged(_Event):
             raise ValidationError("FieldsChanged cannot set the description to None; use ''.")
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class LineItemAdded(_Event):
     """A line was added."""
 
     item: LineItem = attrs.field(converter=_item)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class LineItemRemoved(_Event):
     """The line ``item_id`` was removed."""
 
     item_id: str = attrs.field(converter=_item_id)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class LineItemChanged(_Event):
     """The line ``item.id`` was replaced by ``item``."""
 

@@ -41,7 +41,8 @@ _HUNDRED = Decimal(100)
 _LINE_FIELDS = ("product", "unit_price", "quantity", "discount", "kind", "description", "parent_id")
 
 
-@attrs.frozen(eq=True, repr=False)
+# Millions of these live in memory at once: no weak-reference slot (8 bytes each).
+@attrs.frozen(eq=True, repr=False, weakref_slot=False)
 class Opportunity:
     """One chance to sell, and everything that happened to it.
 
