@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
@@ -55,6 +55,7 @@ class Valuation:
             raise ValidationError(f"rates must be ExchangeRates, not {short(rates)}.")
         self.rates = rates
         self.valued_on = valued_on
+        self._conversions: dict[tuple[str, date], Callable[[Decimal], Decimal]] = {}
         found = sorted({opp.currency for opp in opps if opp.amount is not None and opp.currency})
         if currency is not None:
             self.currency: str | None = currency_code(currency)
@@ -89,7 +90,27 @@ class Valuation:
         return self.rates.convert(money, self.currency, on=on)
 
     def amount(self, opp: Opportunity) -> Money | None:
-        return self.convert(opp.amount, self.day(opp))
+        value = self.value(opp)
+        return (
+            None if value is None or self.currency is None else Money._exact(value, self.currency)
+        )
+
+    def value(self, opp: Opportunity) -> Decimal | None:
+        """The deal's amount in the table's currency, as a Decimal (the hot path: the rate of
+        each currency and day is looked up once)."""
+        money = opp.amount
+        if money is None:
+            return None
+        if money.currency == self.currency or self.currency is None:
+            return money.amount
+        key = (money.currency, self.day(opp))
+        conversion = self._conversions.get(key)
+        if conversion is None:
+            if self.rates is None:  # checked in __init__
+                raise CurrencyMismatchError(f"{money!r} is not in {self.currency}.")
+            conversion = self.rates.conversion(money.currency, self.currency, on=key[1])
+            self._conversions[key] = conversion
+        return conversion(money.amount)
 
     def zero(self) -> Money | None:
         return None if self.currency is None else Money.zero(self.currency)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 import attrs
@@ -18,7 +18,7 @@ from oppcore.clock import Clock
 from oppcore.domain import _checks
 from oppcore.domain.money import DIVISION, EXACT, ExchangeRates, Money
 from oppcore.domain.opportunity import Opportunity
-from oppcore.domain.stages import ForecastCategory
+from oppcore.domain.stages import ForecastCategory, Outcome
 from oppcore.exceptions import ValidationError
 
 
@@ -45,13 +45,14 @@ class ForecastRow:
 
 @attrs.define
 class _Bucket:
+    # Plain Decimals in the table's currency while summing; Money only in the finished rows.
     open_count: int = 0
-    pipeline: Money | None = None
-    best_case: Money | None = None
-    commit: Money | None = None
-    weighted: Money | None = None
+    pipeline: Decimal = Decimal(0)
+    best_case: Decimal = Decimal(0)
+    commit: Decimal = Decimal(0)
+    weighted: Decimal = Decimal(0)
     won_count: int = 0
-    won: Money | None = None
+    won: Decimal = Decimal(0)
     lost_count: int = 0
 
 
@@ -77,53 +78,65 @@ def forecast(
     deals = _common.deals(opps, as_of)
     money = _common.Valuation(deals, currency, rates, _common.today(as_of, clock))
     buckets: dict[Period | None, _Bucket] = {}
-    periods: dict[object, Period] = {}
+    by_day: dict[object, _Bucket] = {}  # each day's bucket, so a period is worked out once a day
 
-    def bucket(day: object) -> _Bucket:
-        if day is None:
-            return buckets.setdefault(None, _Bucket())
-        found = periods.get(day)
+    def bucket(day: date | None) -> _Bucket:
+        found = by_day.get(day)
         if found is None:
-            found = periods[day] = _period_of(day, grain, fiscal)  # type: ignore[arg-type]
-        return buckets.setdefault(found, _Bucket())
+            key = None if day is None else _period_of(day, grain, fiscal)
+            found = by_day[day] = buckets.setdefault(key, _Bucket())
+        return found
 
+    add, multiply = EXACT.add, EXACT.multiply
+    fractions: dict[Decimal, Decimal] = {}
+    open_, won_, omitted = Outcome.OPEN, Outcome.WON, ForecastCategory.OMITTED
+    best, committed = ForecastCategory.BEST_CASE, ForecastCategory.COMMIT
     for opp in deals:
-        amount = money.amount(opp)
-        if opp.is_open:
+        stage = opp.stage
+        if stage.outcome is open_:
             row = bucket(opp.expected_close)
             row.open_count += 1
-            if amount is None:
+            value = money.value(opp)
+            if value is None:
                 continue
-            category = opp.forecast_category
-            if category is not ForecastCategory.OMITTED:
-                row.pipeline = _common.add(row.pipeline, amount)
-            if category is ForecastCategory.BEST_CASE:
-                row.best_case = _common.add(row.best_case, amount)
-            elif category is ForecastCategory.COMMIT:
-                row.commit = _common.add(row.commit, amount)
-            chance = chances.get(opp.stage_key, opp.probability)
-            row.weighted = _common.add(row.weighted, _common.weighted(amount, chance))
+            category = stage.forecast_category
+            if category is not omitted:
+                row.pipeline = add(row.pipeline, value)
+            if category is best:
+                row.best_case = add(row.best_case, value)
+            elif category is committed:
+                row.commit = add(row.commit, value)
+            chance = chances.get(stage.key, opp.probability) if chances else opp.probability
+            factor = fractions.get(chance)
+            if factor is None:  # as Opportunity.expected_revenue computes it: p / 100 first
+                factor = fractions[chance] = EXACT.divide(chance, _HUNDRED)
+            row.weighted = add(row.weighted, multiply(value, factor))
         else:
-            closed = opp.closed_at.date() if opp.closed_at is not None else None
-            row = bucket(closed)
-            if opp.is_won:
+            row = bucket(opp.closed_at.date() if opp.closed_at is not None else None)
+            if stage.outcome is won_:
                 row.won_count += 1
-                row.won = _common.add(row.won, amount)
+                value = money.value(opp)
+                if value is not None:
+                    row.won = add(row.won, value)
             else:
                 row.lost_count += 1
-    zero = money.zero()
+    code = money.currency
     scheduled = sorted((p for p in buckets if p is not None), key=lambda p: p.start)
     ordered: list[Period | None] = [*scheduled, *([None] if None in buckets else [])]
+
+    def cash(amount: Decimal) -> Money | None:
+        return None if code is None else Money._exact(amount, code)
+
     rows = [
         ForecastRow(
             period=key,
             open_count=b.open_count,
-            pipeline=b.pipeline or zero,
-            best_case=b.best_case or zero,
-            commit=b.commit or zero,
-            weighted=b.weighted or zero,
+            pipeline=cash(b.pipeline),
+            best_case=cash(b.best_case),
+            commit=cash(b.commit),
+            weighted=cash(b.weighted),
             won_count=b.won_count,
-            won=b.won or zero,
+            won=cash(b.won),
             lost_count=b.lost_count,
         )
         for key in ordered

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Context, Decimal, DivisionByZero, InvalidOperation, Overflow
 from typing import Any
@@ -22,14 +22,18 @@ EXACT = Context(prec=200, traps=[InvalidOperation, DivisionByZero, Overflow])
 DIVISION = Context(prec=34, rounding=ROUND_HALF_UP, traps=[InvalidOperation, DivisionByZero])
 
 
+_CODES = {code: code for code in MINOR_UNITS}
+
+
 def currency_code(value: object, what: str = "Currency") -> str:
     """An ISO 4217 code in upper case, or ``ValidationError``."""
     if not isinstance(value, str):
         raise ValidationError(
             f"{what} must be an ISO 4217 code such as 'USD', not {_checks.short(value)}."
         )
-    code = value.strip().upper()
-    if code not in MINOR_UNITS:
+    # One shared string per currency: millions of Money values must not each carry a copy.
+    code = _CODES.get(value) or _CODES.get(value.strip().upper())
+    if code is None:
         raise ValidationError(
             f"{what} {_checks.short(value)} is not an ISO 4217 currency code with a minor unit."
         )
@@ -222,6 +226,18 @@ class ExchangeRates:
             return Decimal(1)
         rate, reverse = self._find(base, quote, day)
         return DIVISION.divide(Decimal(1), rate) if reverse else rate
+
+    def conversion(self, base: str, quote: str, *, on: date) -> Callable[[Decimal], Decimal]:
+        """A function turning an amount of ``base`` into ``quote`` exactly as ``convert`` does
+        on ``on``: look the rate up once, then convert many amounts."""
+        base, quote = currency_code(base, "Base currency"), currency_code(quote, "Quote currency")
+        day = _rate_day(on, "Conversion date")
+        if base == quote:
+            return lambda amount: amount
+        rate, reverse = self._find(base, quote, day)
+        if reverse:
+            return lambda amount: DIVISION.divide(amount, rate)
+        return lambda amount: EXACT.multiply(amount, rate)
 
     def convert(self, money: Money, to: str, *, on: date) -> Money:
         """``money`` in currency ``to`` at the rate in force on ``on``."""
