@@ -112,21 +112,6 @@ class Valuation:
             self._conversions[key] = conversion
         return conversion(money.amount)
 
-    def zero(self) -> Money | None:
-        return None if self.currency is None else Money.zero(self.currency)
-
-
-def add(total: Money | None, money: Money | None) -> Money | None:
-    if money is None:
-        return total
-    return money if total is None else total + money
-
-
-def weighted(amount: Money, probability: Decimal) -> Money:
-    return Money._exact(
-        EXACT.multiply(amount.amount, EXACT.divide(probability, Decimal(100))), amount.currency
-    )
-
 
 def ratio(part: int | Decimal, whole: int | Decimal) -> Decimal | None:
     if not whole:

@@ -14,7 +14,7 @@ from oppcore.analytics import _common
 from oppcore.analytics.table import Table
 from oppcore.clock import Clock
 from oppcore.domain.lead import Campaign
-from oppcore.domain.money import ExchangeRates, Money
+from oppcore.domain.money import EXACT, ExchangeRates, Money
 from oppcore.domain.opportunity import Opportunity
 from oppcore.domain.stages import ForecastCategory
 from oppcore.exceptions import ValidationError
@@ -63,9 +63,10 @@ class _Tally:
     open: int = 0
     won: int = 0
     lost: int = 0
-    won_revenue: Money | None = None
-    pipeline: Money | None = None
-    weighted: Money | None = None
+    # Plain Decimals in the table's currency while counting; Money only in the rows.
+    won_revenue: Decimal = Decimal(0)
+    pipeline: Decimal = Decimal(0)
+    weighted: Decimal = Decimal(0)
     won_with_amount: int = 0
     cycles: list[Decimal] = attrs.Factory(list)
 
@@ -119,35 +120,44 @@ def effectiveness(
     if by == "campaign":
         for campaign_id in known:
             tallies[campaign_id] = _Tally()
+    add, multiply, divide = EXACT.add, EXACT.multiply, EXACT.divide
+    hundred = Decimal(100)
     for opp in deals:
         key = key_of(opp)
         try:
-            tally = tallies.setdefault(key, _Tally())
+            tally = tallies.get(key)
         except TypeError:
             raise ValidationError(f"by= gave an unhashable key {short(key)}.") from None
+        if tally is None:
+            tally = tallies[key] = _Tally()
         tally.opportunities += 1
-        amount = money.amount(opp)
-        if opp.is_open:
+        stage = opp.stage
+        value = money.value(opp)
+        if stage.is_open:
             tally.open += 1
-            if amount is not None:
-                if opp.forecast_category is not ForecastCategory.OMITTED:
-                    tally.pipeline = _common.add(tally.pipeline, amount)
-                tally.weighted = _common.add(
-                    tally.weighted, _common.weighted(amount, opp.probability)
-                )
-        elif opp.is_won:
+            if value is not None:
+                if stage.forecast_category is not ForecastCategory.OMITTED:
+                    tally.pipeline = add(tally.pipeline, value)
+                chance = divide(opp.probability, hundred)
+                tally.weighted = add(tally.weighted, multiply(value, chance))
+        elif stage.is_won:
             tally.won += 1
-            tally.won_revenue = _common.add(tally.won_revenue, amount)
-            tally.won_with_amount += amount is not None
+            if value is not None:
+                tally.won_revenue = add(tally.won_revenue, value)
+                tally.won_with_amount += 1
             if opp.closed_at is not None:
                 tally.cycles.append(_common.days(opp.closed_at - opp.created_at))
         else:
             tally.lost += 1
-    zero = money.zero()
+    code = money.currency
+
+    def cash(amount: Decimal) -> Money | None:
+        return None if code is None else Money._exact(amount, code)
+
     rows = []
     for key in _ordered(tallies):
         tally = tallies[key]
-        won_revenue = tally.won_revenue or zero
+        won_revenue = cash(tally.won_revenue)
         cost = _cost(known.get(key) if by == "campaign" and isinstance(key, str) else None, money)
         rows.append(
             EffectivenessRow(
@@ -159,9 +169,9 @@ def effectiveness(
                 win_rate=_common.ratio(tally.won, tally.won + tally.lost),
                 win_rate_all=_common.ratio(tally.won, tally.opportunities),
                 won_revenue=won_revenue,
-                pipeline=tally.pipeline or zero,
-                weighted=tally.weighted or zero,
-                avg_won_deal=_common.per(tally.won_revenue, tally.won_with_amount),
+                pipeline=cash(tally.pipeline),
+                weighted=cash(tally.weighted),
+                avg_won_deal=_common.per(won_revenue, tally.won_with_amount),
                 avg_cycle_days=_common.mean(tally.cycles),
                 cost=cost,
                 roi=_roi(won_revenue, cost),
