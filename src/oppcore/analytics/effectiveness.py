@@ -122,6 +122,7 @@ def effectiveness(
             tallies[campaign_id] = _Tally()
     add, multiply, divide = EXACT.add, EXACT.multiply, EXACT.divide
     hundred = Decimal(100)
+    fractions: dict[Decimal, Decimal] = {}
     for opp in deals:
         key = key_of(opp)
         try:
@@ -138,8 +139,10 @@ def effectiveness(
             if value is not None:
                 if stage.forecast_category is not ForecastCategory.OMITTED:
                     tally.pipeline = add(tally.pipeline, value)
-                chance = divide(opp.probability, hundred)
-                tally.weighted = add(tally.weighted, multiply(value, chance))
+                factor = fractions.get(opp.probability)
+                if factor is None:  # as Opportunity.expected_revenue computes it
+                    factor = fractions[opp.probability] = divide(opp.probability, hundred)
+                tally.weighted = add(tally.weighted, multiply(value, factor))
         elif stage.is_won:
             tally.won += 1
             if value is not None:
