@@ -56,9 +56,12 @@ class Valuation:
         self.rates = rates
         self.valued_on = valued_on
         self._conversions: dict[tuple[str, date], Callable[[Decimal], Decimal]] = {}
+        if currency is not None and rates is not None:
+            self.currency: str | None = currency_code(currency)
+            return  # every deal can be converted: no need to survey their currencies
         found = sorted({opp.currency for opp in opps if opp.amount is not None and opp.currency})
         if currency is not None:
-            self.currency: str | None = currency_code(currency)
+            self.currency = currency_code(currency)
         elif len(found) > 1:
             raise CurrencyMismatchError(
                 f"The deals are in {', '.join(found)}: pass currency= and rates= to convert "

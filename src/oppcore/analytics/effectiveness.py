@@ -133,9 +133,9 @@ def effectiveness(
             tally = tallies[key] = _Tally()
         tally.opportunities += 1
         stage = opp.stage
-        value = money.value(opp)
         if stage.is_open:
             tally.open += 1
+            value = money.value(opp)
             if value is not None:
                 if stage.forecast_category is not ForecastCategory.OMITTED:
                     tally.pipeline = add(tally.pipeline, value)
@@ -145,6 +145,7 @@ def effectiveness(
                 tally.weighted = add(tally.weighted, multiply(value, factor))
         elif stage.is_won:
             tally.won += 1
+            value = money.value(opp)  # lost deals' amounts never count: not converted
             if value is not None:
                 tally.won_revenue = add(tally.won_revenue, value)
                 tally.won_with_amount += 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import html
-import io
 import json
 import os
 import unicodedata
@@ -219,11 +218,4 @@ def _display(value: object) -> str:
     return str(value)
 
 
-def display_csv(table: Table[Any]) -> str:
-    """The CSV text of ``table`` (for docs and quick looks)."""
-    buffer = io.StringIO()
-    table.to_csv(buffer)
-    return buffer.getvalue()
-
-
-__all__ = ["Table", "display_csv"]
+__all__ = ["Table"]
