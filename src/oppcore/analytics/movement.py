@@ -1,0 +1,348 @@
+"""Pipeline movement: why the open pipeline at one time differs from the pipeline at another.
+
+The rule that gives each deal its one bucket compares the deal as it stood at ``start``
+with the deal as it stood at ``end``.  A deal is *in* the pipeline at a time when it is open
+then (and, with a ``window``, its expected close then falls in the window).  Its amount in
+a bucket is what it adds to or takes from the pipeline, so the buckets reconcile exactly:
+
+==============================  ===============================  =====================================
+at ``start``                    at ``end``                       bucket (amount)
+==============================  ===============================  =====================================
+in                              in, larger amount                ``increased`` (end - start)
+in                              in, smaller amount               ``decreased`` (start - end)
+in                              in, same amount                  none: unchanged
+in                              won                              ``won`` (its amount at start)
+in                              lost                             ``lost`` (its amount at start)
+in                              open, close outside the window   ``pushed_out`` (its amount at start)
+not yet opened                  in                               ``new`` (its amount at end)
+won or lost                     in                               ``reopened`` (its amount at end)
+open, close outside the window  in                               ``pulled_in`` (its amount at end)
+not in                          not in                           none
+==============================  ===============================  =====================================
+
+Only the two ends count: a deal that opened and closed between them is in neither pipeline
+and in no bucket, and a deal won and reopened between them is compared by its amounts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Final
+
+import attrs
+
+from oppcore._repr import short
+from oppcore.analytics import _common
+from oppcore.analytics.periods import Period
+from oppcore.analytics.table import Table
+from oppcore.domain import _checks
+from oppcore.domain.events import (
+    FieldsChanged,
+    LineItemAdded,
+    LineItemChanged,
+    LineItemRemoved,
+    Lost,
+    Opened,
+    Reopened,
+    StageChanged,
+    Won,
+)
+from oppcore.domain.money import EXACT, ExchangeRates, Money, currency_code
+from oppcore.domain.opportunity import Opportunity
+from oppcore.domain.stages import Outcome
+from oppcore.exceptions import CurrencyMismatchError, ValidationError
+
+#: The buckets, in the order they appear in the reconciliation.
+BUCKETS: Final = (
+    "new",
+    "increased",
+    "decreased",
+    "won",
+    "lost",
+    "reopened",
+    "pushed_out",
+    "pulled_in",
+)
+_ADDS: Final = frozenset({"new", "increased", "reopened", "pulled_in"})
+_STAGE_EVENTS: Final = (StageChanged, Won, Lost, Reopened)
+
+
+@attrs.frozen
+class MovementEntry:
+    """One deal's change: its bucket and the amount it moved (never negative)."""
+
+    opportunity_id: str
+    bucket: str
+    amount: Money | None
+
+
+@attrs.frozen
+class MovementRow:
+    """One line of the movement summary: opening, a bucket, or closing."""
+
+    bucket: str
+    count: int
+    amount: Money | None
+
+
+@attrs.frozen(repr=False)
+class Movement:
+    """How the open pipeline went from ``opening`` (at ``start``) to ``closing`` (at ``end``).
+
+    ``opening + new + increased - decreased - won - lost + reopened - pushed_out + pulled_in
+    == closing`` exactly.  Amounts are the deals' amounts, not weighted; each is ``None`` only
+    when no deal involved has a currency.  ``counts`` maps each bucket (and ``opening`` and
+    ``closing``) to its number of deals; ``entries`` lists each deal's bucket and amount.
+    """
+
+    opening: Money | None
+    new: Money | None
+    increased: Money | None
+    decreased: Money | None
+    won: Money | None
+    lost: Money | None
+    reopened: Money | None
+    pushed_out: Money | None
+    pulled_in: Money | None
+    closing: Money | None
+    counts: Mapping[str, int]
+    entries: Table[MovementEntry]
+
+    def summary(self) -> Table[MovementRow]:
+        """The movement as a table a sales manager reads top to bottom: opening, each
+        bucket, closing."""
+        rows = [MovementRow("opening", self.counts["opening"], self.opening)]
+        rows += [
+            MovementRow(bucket, self.counts[bucket], getattr(self, bucket)) for bucket in BUCKETS
+        ]
+        rows.append(MovementRow("closing", self.counts["closing"], self.closing))
+        return Table.of(MovementRow, rows, title="Pipeline movement")
+
+    def __str__(self) -> str:
+        return str(self.summary())
+
+    def __repr__(self) -> str:
+        return f"<Movement opening={self.opening} closing={self.closing}>"
+
+
+@attrs.frozen(slots=True)
+class _State:
+    """What the movement needs of a deal at one time."""
+
+    outcome: Outcome
+    amount: Money | None
+    expected_close: date | None
+
+
+def state_at(opp: Opportunity, moment: datetime) -> _State | None:
+    """The deal's outcome, amount and expected close at valid time ``moment`` (None before
+    it opened): one pass over its events, without rebuilding the deal."""
+    events = opp.events
+    if moment >= events[-1].at:
+        return _State(opp.stage.outcome, opp.amount, opp.expected_close)
+    first = events[0]
+    if moment < first.at or not isinstance(first, Opened):
+        return None
+    stage = first.stage
+    manual = first.amount
+    close = first.expected_close
+    items = {item.id: item for item in first.line_items}
+    for event in events[1:]:
+        if event.at > moment:
+            break
+        if isinstance(event, _STAGE_EVENTS):
+            stage = event.to_stage
+        elif isinstance(event, FieldsChanged):
+            if "amount" in event.fields:
+                manual = event.amount
+            if "expected_close" in event.fields:
+                close = event.expected_close
+        elif isinstance(event, (LineItemAdded, LineItemChanged)):
+            items[event.item.id] = event.item
+        elif isinstance(event, LineItemRemoved):
+            items.pop(event.item_id, None)
+    amount = manual
+    if amount is None and items:
+        totals = [item.total for item in items.values()]
+        amount = totals[0]
+        for total in totals[1:]:
+            amount = amount + total
+    return _State(first.pipeline.stage(stage).outcome, amount, close)
+
+
+def _window(value: object) -> tuple[date, date] | None:
+    if value is None:
+        return None
+    if isinstance(value, Period):
+        return value.start, value.end
+    if isinstance(value, tuple) and len(value) == 2:
+        first = _checks.day(value[0], "Window start")
+        last = _checks.day(value[1], "Window end")
+        if first > last:
+            raise ValidationError(f"The window starts on {first} after it ends on {last}.")
+        return first, last
+    raise ValidationError(
+        f"window must be a Period or a (first day, last day) pair, not {short(value)}."
+    )
+
+
+def pipeline_movement(
+    opps: Iterable[Opportunity],
+    *,
+    start: datetime,
+    end: datetime,
+    window: Period | tuple[date, date] | None = None,
+    currency: str | None = None,
+    rates: ExchangeRates | None = None,
+) -> Movement:
+    """The open pipeline at ``start`` and at ``end``, and the buckets that explain the change.
+
+    ``window`` (a ``Period`` or a ``(first day, last day)`` pair, inclusive) keeps only deals
+    whose expected close falls in it; a deal with no expected close is then outside it.
+    Mixed currencies need ``currency=`` and ``rates=``: every amount, at both ends, is then
+    converted at the rate of ``end``'s date, so a rate change never shows as a bucket.
+    See the module documentation for the rule that puts each deal in its bucket.
+    """
+    first = _checks.aware(start, "start")
+    last = _checks.aware(end, "end")
+    if first > last:
+        raise ValidationError(
+            f"start {first.isoformat()} is after end {last.isoformat()}: the movement runs forward."
+        )
+    days = _window(window)
+    if rates is not None and not isinstance(rates, ExchangeRates):
+        raise ValidationError(f"rates must be ExchangeRates, not {short(rates)}.")
+    code = None if currency is None else currency_code(currency)
+    deals = _common.deals(opps, None)
+
+    def inside(state: _State | None) -> bool:
+        if state is None or state.outcome is not Outcome.OPEN:
+            return False
+        if days is None:
+            return True
+        close = state.expected_close
+        return close is not None and days[0] <= close <= days[1]
+
+    # (bucket, deal id, amount at start, amount at end); "changed" is sorted out once the
+    # currency is known: increased, decreased or unchanged.
+    changes: list[tuple[str, str, Money | None, Money | None]] = []
+    opening: list[Money | None] = []
+    closing: list[Money | None] = []
+    for opp in deals:
+        before = state_at(opp, first)
+        after = state_at(opp, last) if last != first else before
+        was, now = inside(before), inside(after)
+        old = before.amount if before is not None else None
+        new = after.amount if after is not None else None
+        if was:
+            opening.append(old)
+        if now:
+            closing.append(new)
+        if was and now:
+            changes.append(("changed", opp.id, old, new))
+        elif was and after is not None:
+            outcome = after.outcome
+            bucket = (
+                "won"
+                if outcome is Outcome.WON
+                else "lost"
+                if outcome is Outcome.LOST
+                else "pushed_out"
+            )
+            changes.append((bucket, opp.id, old, None))
+        elif now:
+            bucket = (
+                "new"
+                if before is None
+                else "reopened"
+                if before.outcome is not Outcome.OPEN
+                else "pulled_in"
+            )
+            changes.append((bucket, opp.id, None, new))
+
+    money = _Money(code, rates, last.date(), [*opening, *closing])
+    totals = dict.fromkeys(BUCKETS, Decimal(0))
+    counts = dict.fromkeys(BUCKETS, 0)
+    entries: dict[str, list[MovementEntry]] = {bucket: [] for bucket in BUCKETS}
+    for bucket, opp_id, old, new in changes:
+        if bucket == "changed":
+            start_value, end_value = money.value(old), money.value(new)
+            if start_value == end_value:
+                continue
+            if end_value > start_value:
+                bucket, value = "increased", EXACT.subtract(end_value, start_value)
+            else:
+                bucket, value = "decreased", EXACT.subtract(start_value, end_value)
+        else:
+            value = money.value(old if new is None else new)
+        totals[bucket] = EXACT.add(totals[bucket], value)
+        counts[bucket] += 1
+        entries[bucket].append(MovementEntry(opp_id, bucket, money.cash(value)))
+    return Movement(
+        opening=money.cash(money.total(opening)),
+        closing=money.cash(money.total(closing)),
+        counts={"opening": len(opening), **counts, "closing": len(closing)},
+        entries=Table.of(
+            MovementEntry,
+            [entry for bucket in BUCKETS for entry in entries[bucket]],
+            title="Pipeline movement by deal",
+        ),
+        **{bucket: money.cash(totals[bucket]) for bucket in BUCKETS},
+    )
+
+
+class _Money:
+    """Amounts in one currency: the deals' own, or ``currency`` converted at one date."""
+
+    def __init__(
+        self,
+        currency: str | None,
+        rates: ExchangeRates | None,
+        on: date,
+        amounts: list[Money | None],
+    ) -> None:
+        self.rates = rates
+        self.on = on
+        found = sorted({money.currency for money in amounts if money is not None})
+        if currency is None:
+            if len(found) > 1:
+                raise CurrencyMismatchError(
+                    f"The deals are in {', '.join(found)}: pass currency= and rates= to convert "
+                    "them to one currency; nothing is summed across currencies."
+                )
+            currency = found[0] if found else None
+        elif rates is None:
+            others = [code for code in found if code != currency]
+            if others:
+                raise CurrencyMismatchError(
+                    f"Some deals are in {', '.join(others)}, not {currency}: pass rates= to "
+                    "convert them."
+                )
+        self.currency = currency
+        self._factors: dict[str, Callable[[Decimal], Decimal]] = {}
+
+    def value(self, money: Money | None) -> Decimal:
+        if money is None:
+            return Decimal(0)
+        if money.currency == self.currency or self.rates is None or self.currency is None:
+            return money.amount
+        convert = self._factors.get(money.currency)
+        if convert is None:
+            convert = self._factors[money.currency] = self.rates.conversion(
+                money.currency, self.currency, on=self.on
+            )
+        return convert(money.amount)
+
+    def total(self, amounts: list[Money | None]) -> Decimal:
+        result = Decimal(0)
+        for money in amounts:
+            result = EXACT.add(result, self.value(money))
+        return result
+
+    def cash(self, value: Decimal) -> Money | None:
+        return None if self.currency is None else Money._exact(value, self.currency)
+
+
+__all__ = ["BUCKETS", "Movement", "MovementEntry", "MovementRow", "pipeline_movement"]
