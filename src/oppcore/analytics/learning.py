@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Literal
 
 import attrs
@@ -114,7 +114,8 @@ def stage_win_rates(opps: Iterable[Opportunity], *, min_closed: int = 30) -> Tab
 
 def as_probabilities(win_rates: Iterable[StageWinRateRow]) -> dict[str, Decimal]:
     """Stage key -> percentage from the sufficient rows of ``stage_win_rates``, ready for
-    ``forecast(probabilities=...)``."""
+    ``forecast(probabilities=...)``: rounded half-even to six decimal places, the finest
+    probability a deal takes (1 won of 3 gives ``33.333333``)."""
     if isinstance(win_rates, (str, bytes)) or not isinstance(win_rates, Iterable):
         raise ValidationError(f"as_probabilities takes stage_win_rates(), not {short(win_rates)}.")
     result = {}
@@ -122,8 +123,19 @@ def as_probabilities(win_rates: Iterable[StageWinRateRow]) -> dict[str, Decimal]
         if not isinstance(row, StageWinRateRow):
             raise ValidationError(f"{short(row)} is not a row of stage_win_rates().")
         if row.sufficient and row.rate is not None:
-            result[row.stage] = EXACT.multiply(row.rate, _HUNDRED)
+            result[row.stage] = _percentage(row.rate)
     return result
+
+
+_PLACES = Decimal("0.000001")  # the finest probability a deal takes: six decimal places
+
+
+def _percentage(rate: Decimal) -> Decimal:
+    """``rate`` as a percentage rounded to six decimal places, without trailing zeros."""
+    value = EXACT.multiply(rate, _HUNDRED).quantize(_PLACES, rounding=ROUND_HALF_EVEN)
+    if value == value.to_integral_value():
+        return value.quantize(Decimal(1))
+    return value.normalize()
 
 
 @attrs.frozen

@@ -175,11 +175,10 @@ def state_at(opp: Opportunity, moment: datetime) -> _State | None:
 def _window(value: object) -> tuple[date, date] | None:
     if value is None:
         return None
-    if isinstance(value, Period):
-        return value.start, value.end
-    if isinstance(value, tuple) and len(value) == 2:
-        first = _checks.day(value[0], "Window start")
-        last = _checks.day(value[1], "Window end")
+    if isinstance(value, Period) or (isinstance(value, tuple) and len(value) == 2):
+        pair = (value.start, value.end) if isinstance(value, Period) else value
+        first = _checks.day(pair[0], "Window start")
+        last = _checks.day(pair[1], "Window end")
         if first > last:
             raise ValidationError(f"The window starts on {first} after it ends on {last}.")
         return first, last

@@ -109,7 +109,7 @@ def funnel(opps: Iterable[Opportunity], *, pipeline: Pipeline | None = None) -> 
     """
     deals = _common.deals(opps, None)
     chosen = _pipeline_of(deals, pipeline)
-    if chosen is None:
+    if chosen is None or not deals:  # empty input, empty table
         return Table.of(FunnelRow, [], title="Funnel")
     ranks = open_ranks(chosen)
     size = len(ranks)
