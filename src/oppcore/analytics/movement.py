@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Final
+from typing import Final, TypeAlias
 
 import attrs
 
@@ -49,6 +49,7 @@ from oppcore.domain.events import (
     StageChanged,
     Won,
 )
+from oppcore.domain.line_items import LineItem
 from oppcore.domain.money import EXACT, ExchangeRates, Money, currency_code
 from oppcore.domain.opportunity import Opportunity
 from oppcore.domain.stages import Outcome
@@ -127,49 +128,64 @@ class Movement:
         return f"<Movement opening={self.opening} closing={self.closing}>"
 
 
-@attrs.frozen(slots=True)
-class _State:
-    """What the movement needs of a deal at one time."""
-
-    outcome: Outcome
-    amount: Money | None
-    expected_close: date | None
+# What the movement needs of a deal at one time: its outcome, amount and expected close.
+_State: TypeAlias = tuple[Outcome, "Money | None", "date | None"]
 
 
-def state_at(opp: Opportunity, moment: datetime) -> _State | None:
-    """The deal's outcome, amount and expected close at valid time ``moment`` (None before
-    it opened): one pass over its events, without rebuilding the deal."""
+def states_at(opp: Opportunity, first: datetime, last: datetime) -> tuple[_State | None, ...]:
+    """The deal's state at valid times ``first`` and ``last`` (``first <= last``; None
+    before it opened), from one pass over its events, without rebuilding the deal."""
     events = opp.events
-    if moment >= events[-1].at:
-        return _State(opp.stage.outcome, opp.amount, opp.expected_close)
-    first = events[0]
-    if moment < first.at or not isinstance(first, Opened):
-        return None
-    stage = first.stage
-    manual = first.amount
-    close = first.expected_close
-    items = {item.id: item for item in first.line_items}
+    final = events[-1].at
+    if first >= final:  # nothing happened after either time: the deal as it is
+        now = (opp.stage.outcome, opp.amount, opp.expected_close)
+        return now, now
+    opened = events[0]
+    if last < opened.at or not isinstance(opened, Opened):
+        return None, None
+    stages = opened.pipeline.stage
+    stage = opened.stage
+    manual = opened.amount
+    close = opened.expected_close
+    items = {item.id: item for item in opened.line_items} if opened.line_items else None
+    found: list[_State | None] = []
+    wanted = [first, last]
+    if first < opened.at:
+        found.append(None)
+        del wanted[0]
     for event in events[1:]:
-        if event.at > moment:
+        while wanted and event.at > wanted[0]:
+            found.append((stages(stage).outcome, _amount(manual, items), close))
+            del wanted[0]
+        if not wanted:
             break
         if isinstance(event, _STAGE_EVENTS):
             stage = event.to_stage
         elif isinstance(event, FieldsChanged):
-            if "amount" in event.fields:
+            names = event.fields
+            if "amount" in names:
                 manual = event.amount
-            if "expected_close" in event.fields:
+            if "expected_close" in names:
                 close = event.expected_close
         elif isinstance(event, (LineItemAdded, LineItemChanged)):
+            if items is None:
+                items = {}
             items[event.item.id] = event.item
-        elif isinstance(event, LineItemRemoved):
+        elif isinstance(event, LineItemRemoved) and items:
             items.pop(event.item_id, None)
-    amount = manual
-    if amount is None and items:
-        totals = [item.total for item in items.values()]
-        amount = totals[0]
-        for total in totals[1:]:
-            amount = amount + total
-    return _State(first.pipeline.stage(stage).outcome, amount, close)
+    if wanted:  # the rest are at or after the last event: the deal as it is
+        now = (opp.stage.outcome, opp.amount, opp.expected_close)
+        found += [now] * len(wanted)
+    return tuple(found)
+
+
+def _amount(manual: Money | None, items: dict[str, LineItem] | None) -> Money | None:
+    if manual is not None or not items:
+        return manual
+    total: Money | None = None
+    for item in items.values():
+        total = item.total if total is None else total + item.total
+    return total
 
 
 def _window(value: object) -> tuple[date, date] | None:
@@ -216,12 +232,14 @@ def pipeline_movement(
     code = None if currency is None else currency_code(currency)
     deals = _common.deals(opps, None)
 
+    open_ = Outcome.OPEN
+
     def inside(state: _State | None) -> bool:
-        if state is None or state.outcome is not Outcome.OPEN:
+        if state is None or state[0] is not open_:
             return False
         if days is None:
             return True
-        close = state.expected_close
+        close = state[2]
         return close is not None and days[0] <= close <= days[1]
 
     # (bucket, deal id, amount at start, amount at end); "changed" is sorted out once the
@@ -230,11 +248,10 @@ def pipeline_movement(
     opening: list[Money | None] = []
     closing: list[Money | None] = []
     for opp in deals:
-        before = state_at(opp, first)
-        after = state_at(opp, last) if last != first else before
+        before, after = states_at(opp, first, last)
         was, now = inside(before), inside(after)
-        old = before.amount if before is not None else None
-        new = after.amount if after is not None else None
+        old = before[1] if before is not None else None
+        new = after[1] if after is not None else None
         if was:
             opening.append(old)
         if now:
@@ -242,7 +259,7 @@ def pipeline_movement(
         if was and now:
             changes.append(("changed", opp.id, old, new))
         elif was and after is not None:
-            outcome = after.outcome
+            outcome = after[0]
             bucket = (
                 "won"
                 if outcome is Outcome.WON
@@ -256,7 +273,7 @@ def pipeline_movement(
                 "new"
                 if before is None
                 else "reopened"
-                if before.outcome is not Outcome.OPEN
+                if before[0] is not open_
                 else "pulled_in"
             )
             changes.append((bucket, opp.id, None, new))
