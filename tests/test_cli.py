@@ -4,29 +4,32 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from oppcore.cli import main
 
 
-def test_demo_prints_the_history_of_a_won_deal(capsys: pytest.CaptureFixture[str]) -> None:
-    """`oppcore demo` opens, works and wins a sample deal and prints every step."""
+def test_demo_fills_its_store_and_prints_the_reports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`oppcore demo` fills oppcore-demo.db in the current folder and prints every report."""
+    monkeypatch.chdir(tmp_path)
     assert main(["demo"]) == 0
 
     out = capsys.readouterr().out
-    assert "Siam Logistics - fleet tracking" in out
-    assert "ปิดการขายได้" in out
-    for event in (
-        "Opened",
-        "LineItemAdded",
-        "StageChanged",
-        "LineItemChanged",
-        "FieldsChanged",
-        "Won",
+    assert (tmp_path / "oppcore-demo.db").is_file()
+    assert "Filled oppcore-demo.db with a sample year" in out
+    for section in (
+        "Forecast by quarter",
+        "Campaign effectiveness",
+        "Lead-source effectiveness",
+        "Effectiveness by type of deal",
+        "Funnel of pipeline 'b2b'",
+        "Pipeline movement over 2026-Q4",
     ):
-        assert event in out
-    assert "198,300.00 THB" in out
+        assert section in out
 
 
 def test_no_command_is_a_usage_error_without_a_traceback() -> None:
@@ -51,7 +54,7 @@ def test_unknown_command_is_one_clear_error() -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_demo_piped_into_a_reader_that_stops_early_is_not_an_error() -> None:
+def test_demo_piped_into_a_reader_that_stops_early_is_not_an_error(tmp_path: Path) -> None:
     """`oppcore demo | head -1` exits cleanly, with no broken-pipe traceback."""
     result = subprocess.run(
         f"{sys.executable} -m oppcore demo | head -1",
@@ -59,7 +62,8 @@ def test_demo_piped_into_a_reader_that_stops_early_is_not_an_error() -> None:
         capture_output=True,
         text=True,
         check=False,
+        cwd=tmp_path,
     )
 
-    assert "Siam Logistics" in result.stdout
+    assert "Filled oppcore-demo.db" in result.stdout
     assert "Traceback" not in result.stderr

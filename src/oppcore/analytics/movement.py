@@ -270,11 +270,7 @@ def pipeline_movement(
             changes.append((bucket, opp.id, old, None))
         elif now:
             bucket = (
-                "new"
-                if before is None
-                else "reopened"
-                if before[0] is not open_
-                else "pulled_in"
+                "new" if before is None else "reopened" if before[0] is not open_ else "pulled_in"
             )
             changes.append((bucket, opp.id, None, new))
 
