@@ -24,8 +24,14 @@ import attrs
 from oppcore import analytics, sample
 from oppcore.analytics import FiscalCalendar, Period, Table
 from oppcore.clock import FixedClock
-from oppcore.domain import ExchangeRates, Money, Opportunity
-from oppcore.exceptions import NotFoundError, OppcoreError, StorageError, ValidationError
+from oppcore.domain import ExchangeRates, Money, Opportunity, Pipeline
+from oppcore.exceptions import (
+    ConcurrencyError,
+    NotFoundError,
+    OppcoreError,
+    StorageError,
+    ValidationError,
+)
 from oppcore.storage import Repository, open_repository
 
 DEMO_STORE = "oppcore-demo.db"
@@ -111,7 +117,10 @@ class _Options:
 
 
 def _last_full_period(moment: datetime, options: _Options) -> Period:
+    """The last period that had ended by ``moment`` (the one holding it, at its last instant)."""
     current = analytics.period_of(moment.date(), options.period, options.calendar)  # type: ignore[arg-type]
+    if moment >= _end_of(current.end):
+        return current
     return analytics.period_of(
         current.start - timedelta(days=1),
         options.period,  # type: ignore[arg-type]
@@ -315,10 +324,10 @@ def _report(args: argparse.Namespace) -> int:
     options = _options(args)
     with _existing(args.store) as repo:
         sections = _reports(repo, options, datetime.now(_UTC))
+    written = [] if args.chart is None else _write_charts(sections, args.chart)
     _PRINTERS[args.format](sections, options, sys.stdout)
-    if args.chart:
-        for path in _write_charts(sections, args.chart):
-            print(f"wrote {path}", file=sys.stderr)
+    for path in written:
+        print(f"wrote {path}", file=sys.stderr)
     return 0
 
 
@@ -338,10 +347,7 @@ def _demo(args: argparse.Namespace) -> int:
                 f"{len(made.opportunities)} opportunities, {len(made.leads)} leads, "
                 f"{len(made.campaigns)} campaigns, {len(made.pipelines)} pipelines."
             )
-        elif {opp.id for opp in made.opportunities} <= stored and all(
-            stream_id.startswith(("opp-", "lead:", "campaign:", "pipeline:"))
-            for stream_id in stored
-        ):
+        elif _holds_only(repo, made, stored):
             print(f"Reporting on the sample already in {path}.")
         else:
             raise ValidationError(
@@ -359,33 +365,129 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _holds_only(repo: Repository, made: sample.Sample, stored: set[str]) -> bool:
+    """Whether the store holds the demo's sample and nothing else, deal for deal."""
+    expected = {opp.id for opp in made.opportunities}
+    expected |= {f"lead:{lead.id}" for lead in made.leads}
+    expected |= {f"campaign:{campaign.id}" for campaign in made.campaigns}
+    expected |= {f"pipeline:{pipeline.id}" for pipeline in made.pipelines}
+    if stored != expected:
+        return False
+    held = {opp.id: opp for opp in repo.opportunities()}
+    return all(held.get(opp.id) == opp for opp in made.opportunities)
+
+
 # -- import, show, export, verify ------------------------------------------------------
 
 
 def _import(args: argparse.Namespace) -> int:
     from oppcore import io as oppcore_io
 
-    mapping = _mapping(args.mapping)
+    if args.file.lower().endswith(".json"):  # a whole-repository document from `export`
+        with open_repository(args.store) as repo:
+            before = sum(1 for _ in repo.store.stream_ids())
+            _saving(args, lambda: oppcore_io.load_json(args.file, into=repo))
+            after = sum(1 for _ in repo.store.stream_ids())
+        print(f"Loaded {args.file} into {args.store}: {_plural(after - before, 'new stream')}.")
+        return 0
+    if args.mapping is None:
+        raise ValidationError(
+            "--mapping is needed for a CSV file: maven, salesforce, oppcore or a .toml file."
+        )
     opened_at = None if args.opened_at is None else datetime.combine(args.opened_at, time.min, _UTC)
+    mapping = _mapping(args.mapping)
+    pipeline: Pipeline | None = None
+    if args.pipeline is not None:
+        pipeline = _read_pipeline(args.pipeline)
+    elif mapping is oppcore_io.OPPCORE_CSV:
+        pipeline = _exported_pipeline(args.file, args.store)
     result = oppcore_io.read_csv(
-        args.csv, mapping=mapping, currency=args.currency, opened_at=opened_at
+        args.file, mapping=mapping, pipeline=pipeline, currency=args.currency, opened_at=opened_at
     )
-    with open_repository(args.store) as repo:
-        repo.save_all(result.opportunities)
+    with open_repository(
+        args.store
+    ) as repo:  # only now: a file that cannot be read creates no store
+        _saving(args, lambda: repo.save_all(result.opportunities))
     print(
-        f"Imported {len(result.opportunities)} opportunities into {args.store}; "
-        f"{len(result.rejected)} rows rejected."
+        f"Imported {_plural(len(result.opportunities), 'opportunity', 'opportunities')} into "
+        f"{args.store}; {_plural(len(result.rejected), 'row')} rejected."
     )
     for rejected in result.rejected:
         print(f"  line {rejected.line}: {rejected.reason}")
     return 0
 
 
+def _plural(count: int, one: str, many: str | None = None) -> str:
+    return f"{count} {one if count == 1 else many or one + 's'}"
+
+
+def _saving(args: argparse.Namespace, save: Callable[[], object]) -> None:
+    """Save, turning "someone else saved it" into what it means here: already imported."""
+    try:
+        save()
+    except ConcurrencyError as exc:
+        raise ConcurrencyError(
+            f"{args.store} already holds opportunity {exc.stream_id!r} with another history; "
+            "nothing was imported. Import into a new store, or remove those deals first.",
+            stream_id=exc.stream_id,
+            expected=exc.expected,
+            actual=exc.actual,
+        ) from None
+
+
+def _exported_pipeline(path: str, store: str) -> Pipeline | None:
+    """The pipeline a file ``oppcore export`` wrote names: one the store holds, or a stock
+    one; None leaves the choice to ``read_csv``."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            named = {row.get("pipeline") or "" for row in csv.DictReader(handle)} - {""}
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None  # read_csv reports what is wrong with the file
+    if len(named) != 1:
+        if len(named) > 1:
+            raise ValidationError(
+                f"{path!r} holds deals of pipelines {', '.join(sorted(map(repr, named)))}; a CSV "
+                "import takes one pipeline. Use `oppcore export --format json` to move a whole "
+                "store, or split the file."
+            )
+        return None
+    [pipeline_id] = named
+    if Path(store).is_file():
+        with open_repository(store) as repo:
+            known = {pipeline.id: pipeline for pipeline in repo.pipelines()}
+        if pipeline_id in known:
+            return known[pipeline_id]
+    from oppcore import io as oppcore_io
+
+    for stock in (Pipeline.default(), Pipeline.salesforce(), oppcore_io.MAVEN_CRM.pipeline):
+        if stock is not None and stock.id == pipeline_id:
+            return stock
+    raise ValidationError(
+        f"{path!r} holds deals of pipeline {pipeline_id!r}, which is neither a stock pipeline "
+        "nor saved in the store; pass --pipeline with its JSON (Pipeline.to_dict())."
+    )
+
+
+def _read_pipeline(path: str) -> Pipeline:
+    """A pipeline from a JSON file holding ``Pipeline.to_dict()``."""
+    try:
+        with open(path, encoding="utf-8-sig") as handle:
+            data = json.load(handle)
+    except OSError as exc:
+        raise StorageError(f"Cannot read pipeline file {path!r}: {exc.strerror}.") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValidationError(f"Pipeline file {path!r} is not JSON: {exc}.") from None
+    return Pipeline.from_dict(data)
+
+
 def _mapping(name: str) -> Any:
     from oppcore import io as oppcore_io
 
-    if name.lower() in ("maven", "salesforce", "oppcore") or name.lower().endswith(".toml"):
-        return oppcore_io.load_mapping(name.lower() if "." not in name else name)
+    key = name.lower()
+    if key in ("maven", "maven_crm", "salesforce", "oppcore") or key.endswith(".toml"):
+        return oppcore_io.load_mapping(
+            "maven" if key == "maven_crm" else key if "." not in name else name
+        )
     raise ValidationError(
         f"--mapping {name!r} is not maven, salesforce, oppcore or a .toml file naming the columns."
     )
@@ -452,7 +554,9 @@ def _verify(args: argparse.Namespace) -> int:
     if problems:
         for problem in problems:
             print(problem)
-        print(f"{args.store}: {len(problems)} problems found; the store was not changed.")
+        print(
+            f"{args.store}: {_plural(len(problems), 'problem')} found; the store was not changed."
+        )
         return 1
     print(
         f"{args.store}: sound. {counts['opportunities']} opportunities, {counts['lead']} leads, "
@@ -500,11 +604,19 @@ def _parser() -> argparse.ArgumentParser:
         "Rows that cannot be read are listed with their line number and reason; the other "
         "rows are imported.",
     )
-    importer.add_argument("csv", metavar="CSV", help="the CSV file")
+    importer.add_argument(
+        "file",
+        metavar="FILE",
+        help="a CSV file, or a JSON document written by `oppcore export --format json`",
+    )
     importer.add_argument("--store", required=True, help="the store to save into")
     importer.add_argument(
+        "--pipeline",
+        metavar="PIPELINE.json",
+        help="the pipeline the rows are in, as Pipeline.to_dict() JSON (for custom pipelines)",
+    )
+    importer.add_argument(
         "--mapping",
-        required=True,
         help="maven, salesforce, oppcore (what export writes) or a TOML file naming the columns",
     )
     importer.add_argument(

@@ -190,8 +190,8 @@ def _write(out: _Writer, text: str) -> None:
             "('w', encoding='utf-8')."
         ) from None
     except OSError as exc:
-        if isinstance(exc, OppcoreError):
-            raise
+        if isinstance(exc, (OppcoreError, BrokenPipeError)):
+            raise  # a reader that went away (`| head`) is the caller's to handle
         raise StorageError(f"Could not write the document: {exc}.") from None
 
 

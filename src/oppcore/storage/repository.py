@@ -270,11 +270,13 @@ class Repository:
         except OppcoreError as exc:
             return [str(exc)]
         total = 0
+        unreadable = False
         for stream_id in stream_ids:
             try:
                 records = self.store.read_stream(stream_id)
             except OppcoreError as exc:
-                problems.append(str(exc))
+                problems.append(f"Stream {stream_id!r} cannot be read: {exc}")
+                unreadable = True
                 continue
             total += len(records)
             problem = self._check_stream(stream_id, records)
@@ -283,9 +285,10 @@ class Repository:
         try:
             in_order = sum(1 for _ in self.store.read_all())
         except OppcoreError as exc:
-            problems.append(str(exc))
+            if not unreadable:  # the same damage, already named by its stream
+                problems.append(str(exc))
         else:
-            if in_order != total:
+            if in_order != total and not unreadable:
                 problems.append(
                     f"The store's global order holds {in_order} records, its streams {total}."
                 )
