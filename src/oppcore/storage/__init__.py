@@ -5,6 +5,7 @@ Imports the domain; the domain never imports storage.
 
 from oppcore.storage.jsonl import JsonEventStore
 from oppcore.storage.memory import MemoryEventStore
+from oppcore.storage.postgres import PostgresEventStore
 from oppcore.storage.records import BatchEventStore, EventRecord, EventStore
 from oppcore.storage.repository import Repository, event_record, open_repository
 from oppcore.storage.sqlite import SqliteEventStore
@@ -15,6 +16,7 @@ __all__ = [
     "EventStore",
     "JsonEventStore",
     "MemoryEventStore",
+    "PostgresEventStore",
     "Repository",
     "SqliteEventStore",
     "event_record",

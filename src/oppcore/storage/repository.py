@@ -389,7 +389,7 @@ _SUFFIXES: dict[str, Callable[[str], EventStore]] = {
 
 _FORMS = (
     "open_repository accepts None (in memory), '*.jsonl' (JSON Lines), '*.db', '*.sqlite' "
-    "or '*.sqlite3' (SQLite)."
+    "or '*.sqlite3' (SQLite), or a 'postgresql://' URL (PostgreSQL)."
 )
 
 
@@ -400,6 +400,8 @@ def open_repository(
 
     ``None``: in memory.  ``"*.jsonl"``: a JSON Lines journal.  ``"*.db"``, ``"*.sqlite"``,
     ``"*.sqlite3"``: an SQLite database.  Files are created (mode 0600) when absent.
+    ``"postgresql://..."`` (or ``"postgres://..."``): a PostgreSQL database, its schema made
+    on first use (needs the ``postgres`` extra).
     """
     if target is None:
         return Repository(MemoryEventStore(), clock=clock)
@@ -410,10 +412,9 @@ def open_repository(
         )
     lowered = text.lower()
     if lowered.startswith(("postgresql://", "postgres://")):
-        raise ValidationError(
-            "PostgreSQL stores are not available in this version of oppcore; use a "
-            "'.db' (SQLite) or '.jsonl' file."
-        )
+        from oppcore.storage.postgres import PostgresEventStore
+
+        return Repository(PostgresEventStore(text), clock=clock)
     for suffix, store in _SUFFIXES.items():
         if lowered.endswith(suffix):
             return Repository(store(text), clock=clock)
