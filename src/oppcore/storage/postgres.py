@@ -33,7 +33,13 @@ from oppcore.exceptions import (
     StoreUnavailableError,
     ValidationError,
 )
-from oppcore.storage.records import EventRecord, check_batches, check_read_args, conflict
+from oppcore.storage.records import (
+    EventRecord,
+    check_batches,
+    check_read_args,
+    conflict,
+    pages,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -293,22 +299,14 @@ class PostgresEventStore:
         return self._read_all(after_position, limit)
 
     def _read_all(self, after: int, limit: int | None) -> Iterator[EventRecord]:
-        remaining = limit
-        while remaining is None or remaining > 0:
-            page = PAGE if remaining is None else min(PAGE, remaining)
-            with self._connect("read") as connection:
-                rows = connection.execute(
-                    f"{_SELECT} WHERE position > %s ORDER BY position LIMIT %s", (after, page)
-                ).fetchall()
-            if not rows:
-                return
-            for row in rows:
-                yield self._record(row)
-            after = rows[-1][6]
-            if remaining is not None:
-                remaining -= len(rows)
-            if len(rows) < page:
-                return
+        for row in pages(self._page, after, limit, size=PAGE):
+            yield self._record(row)
+
+    def _page(self, after: int, count: int) -> list[tuple[Any, ...]]:
+        with self._connect("read") as connection:
+            return connection.execute(
+                f"{_SELECT} WHERE position > %s ORDER BY position LIMIT %s", (after, count)
+            ).fetchall()
 
     def _record(self, row: tuple[Any, ...]) -> EventRecord:
         try:

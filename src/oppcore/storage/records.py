@@ -6,8 +6,8 @@ domain; the ``Repository`` turns records into opportunities, leads, campaigns an
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import attrs
 
@@ -170,3 +170,23 @@ def check_read_args(after: object, limit: object, what: str = "after_position") 
         raise ValidationError(
             f"limit must be None or a whole number 0 or more, not {short(limit)}."
         )
+
+
+Row = TypeVar("Row", bound=Sequence[Any])
+
+
+def pages(
+    fetch: Callable[[int, int], list[Row]], after: int, limit: int | None, *, size: int = 10_000
+) -> Iterator[Row]:
+    """Rows in position order, read a page at a time: ``fetch(after, count)`` gives up to
+    ``count`` rows with positions above ``after``, the position last in each row."""
+    remaining = limit
+    while remaining is None or remaining > 0:
+        count = size if remaining is None else min(size, remaining)
+        rows = fetch(after, count)
+        yield from rows
+        if len(rows) < count:
+            return
+        after = rows[-1][-1]
+        if remaining is not None:
+            remaining -= len(rows)

@@ -23,6 +23,7 @@ from oppcore.storage.records import (
     check_batches,
     check_read_args,
     conflict,
+    pages,
 )
 
 SCHEMA_VERSION = 1
@@ -239,24 +240,16 @@ class SqliteEventStore:
         return self._read_all(after_position, limit)
 
     def _read_all(self, after: int, limit: int | None) -> Iterator[EventRecord]:
-        remaining = limit
-        while remaining is None or remaining > 0:
-            page = 10_000 if remaining is None else min(10_000, remaining)
-            with self._lock, self._translate("read"):
-                rows = self._db.execute(
-                    "SELECT stream_id, version, type, at, recorded_at, payload, position "
-                    "FROM events WHERE position > ? ORDER BY position LIMIT ?",
-                    (after, page),
-                ).fetchall()
-            if not rows:
-                return
-            for row in rows:
-                yield self._record(row)
-            after = rows[-1][6]
-            if remaining is not None:
-                remaining -= len(rows)
-            if len(rows) < page:
-                return
+        for row in pages(self._page, after, limit):
+            yield self._record(row)
+
+    def _page(self, after: int, count: int) -> list[tuple[str, int, str, str, str, str, int]]:
+        with self._lock, self._translate("read"):
+            return self._db.execute(
+                "SELECT stream_id, version, type, at, recorded_at, payload, position "
+                "FROM events WHERE position > ? ORDER BY position LIMIT ?",
+                (after, count),
+            ).fetchall()
 
     def close(self) -> None:
         """Close the connection; the store cannot be used afterwards."""
