@@ -50,7 +50,8 @@ class SlippageRow:
 
     ``pushes``: times the expected close was moved to a later date; ``days_slipped``: the
     days those moves added up to (moves earlier do not subtract); ``first_expected_close``
-    and ``last_expected_close``: the first and the latest date the deal had.
+    and ``last_expected_close``: the first date the deal had and the one it had last
+    (a date cleared afterwards leaves the last one it had).
     """
 
     opportunity_id: str

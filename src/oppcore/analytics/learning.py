@@ -178,10 +178,11 @@ def stated_probability(opp: Opportunity, point: Point) -> Decimal | None:
     for event in opp.events:
         if isinstance(event, Opened):
             stage = event.stage
-            if pipeline.stage(stage).is_open:
+            opened_open = pipeline.stage(stage).is_open
+            if point == "opened":  # opened straight into a closed stage: nothing was stated
+                return event.probability if opened_open else None
+            if opened_open:
                 entered = current = event.probability
-                if point == "opened":
-                    return entered
         elif isinstance(event, (StageChanged, Reopened)):
             stage = event.to_stage
             if pipeline.stage(stage).is_open:
