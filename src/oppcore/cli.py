@@ -60,8 +60,20 @@ def _end_of(day: date) -> datetime:
     return datetime.combine(day, time.max, _UTC)
 
 
+def _shown(store: str) -> str:
+    """The store as messages name it: a database URL without its password."""
+    if store.lower().startswith(("postgresql://", "postgres://")):
+        from oppcore.storage.postgres import redacted
+
+        return redacted(store)
+    return store
+
+
 def _existing(path: str) -> Repository:
-    """Open a store that must already exist (``report``, ``show``, ``verify``, ``export``)."""
+    """Open a store that must already exist (``report``, ``show``, ``verify``, ``export``);
+    a ``postgresql://`` URL names a database, whose tables are made on first use."""
+    if path.lower().startswith(("postgresql://", "postgres://")):
+        return open_repository(path)
     if not Path(path).is_file():
         raise NotFoundError(f"There is no store at {path!r}; check the path (nothing was created).")
     return open_repository(path)
@@ -343,15 +355,15 @@ def _demo(args: argparse.Namespace) -> int:
         if not stored:
             repo.save_all(made.values())
             print(
-                f"Filled {path} with a sample year ({begin:%Y-%m-%d} to {end:%Y-%m-%d}): "
+                f"Filled {_shown(path)} with a sample year ({begin:%Y-%m-%d} to {end:%Y-%m-%d}): "
                 f"{len(made.opportunities)} opportunities, {len(made.leads)} leads, "
                 f"{len(made.campaigns)} campaigns, {len(made.pipelines)} pipelines."
             )
         elif _holds_only(repo, made, stored):
-            print(f"Reporting on the sample already in {path}.")
+            print(f"Reporting on the sample already in {_shown(path)}.")
         else:
             raise ValidationError(
-                f"{path!r} holds other data than the demo's sample; the demo will not touch "
+                f"{_shown(path)!r} holds other data than the demo's sample; the demo will not touch "
                 "it. Pass --store with a new file name."
             )
         options = _Options("quarter", None, end - timedelta(microseconds=1), None, None)
@@ -388,7 +400,9 @@ def _import(args: argparse.Namespace) -> int:
             before = sum(1 for _ in repo.store.stream_ids())
             _saving(args, lambda: oppcore_io.load_json(args.file, into=repo))
             after = sum(1 for _ in repo.store.stream_ids())
-        print(f"Loaded {args.file} into {args.store}: {_plural(after - before, 'new stream')}.")
+        print(
+            f"Loaded {args.file} into {_shown(args.store)}: {_plural(after - before, 'new stream')}."
+        )
         return 0
     if args.mapping is None:
         raise ValidationError(
@@ -410,7 +424,7 @@ def _import(args: argparse.Namespace) -> int:
         _saving(args, lambda: repo.save_all(result.opportunities))
     print(
         f"Imported {_plural(len(result.opportunities), 'opportunity', 'opportunities')} into "
-        f"{args.store}; {_plural(len(result.rejected), 'row')} rejected."
+        f"{_shown(args.store)}; {_plural(len(result.rejected), 'row')} rejected."
     )
     for rejected in result.rejected:
         print(f"  line {rejected.line}: {rejected.reason}")
@@ -427,7 +441,7 @@ def _saving(args: argparse.Namespace, save: Callable[[], object]) -> None:
         save()
     except ConcurrencyError as exc:
         raise ConcurrencyError(
-            f"{args.store} already holds opportunity {exc.stream_id!r} with another history; "
+            f"{_shown(args.store)} already holds opportunity {exc.stream_id!r} with another history; "
             "nothing was imported. Import into a new store, or remove those deals first.",
             stream_id=exc.stream_id,
             expected=exc.expected,
@@ -452,7 +466,7 @@ def _exported_pipeline(path: str, store: str) -> Pipeline | None:
             )
         return None
     [pipeline_id] = named
-    if Path(store).is_file():
+    if Path(store).is_file() or store.lower().startswith(("postgresql://", "postgres://")):
         with open_repository(store) as repo:
             known = {pipeline.id: pipeline for pipeline in repo.pipelines()}
         if pipeline_id in known:
@@ -555,11 +569,11 @@ def _verify(args: argparse.Namespace) -> int:
         for problem in problems:
             print(problem)
         print(
-            f"{args.store}: {_plural(len(problems), 'problem')} found; the store was not changed."
+            f"{_shown(args.store)}: {_plural(len(problems), 'problem')} found; the store was not changed."
         )
         return 1
     print(
-        f"{args.store}: sound. {counts['opportunities']} opportunities, {counts['lead']} leads, "
+        f"{_shown(args.store)}: sound. {counts['opportunities']} opportunities, {counts['lead']} leads, "
         f"{counts['campaign']} campaigns, {counts['pipeline']} pipelines; every record reads "
         "and every history replays."
     )

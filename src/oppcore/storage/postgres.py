@@ -7,10 +7,12 @@ the schema version.  Every append is one transaction.
 ``read_all`` must never skip an event.  A sequence value is taken when a row is inserted,
 not when its transaction commits, so with two writers at once the row holding position 11
 can commit before the one holding 10; a reader that saw 11 and remembered it would never
-see 10.  Appends therefore take ``LOCK TABLE oppcore_events IN EXCLUSIVE MODE`` (readers are
-not blocked) just before they insert: positions are handed out in commit order, as the
-eventsourcing library does.  The lock is held only for the insert and the commit; conflict
-checks and payload encoding happen before it.
+see 10.  Appends therefore serialise on a transaction-level advisory lock keyed by the
+events table's OID, taken just before they check versions and insert: positions are handed
+out in commit order (the eventsourcing library takes a table lock for the same reason; an
+advisory lock needs no privilege beyond SELECT and INSERT, and never blocks readers or
+maintenance).  The lock is held only for the check, the insert and the commit; payloads are
+encoded before it.
 
 psycopg errors never escape raw: a lost connection becomes ``StoreUnavailableError`` (the
 same store reconnects on its next call once the server is back), a version clash
@@ -47,7 +49,7 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 PAGE = 10_000
-#: How long a statement may wait for a lock or the server before it gives up (seconds).
+#: How long a statement of an append may wait for the lock or the server (seconds).
 STATEMENT_TIMEOUT_SECONDS = 60
 
 _SCHEMA = (
@@ -83,7 +85,7 @@ def _psycopg() -> Any:
     return psycopg
 
 
-def _redacted(conninfo: str) -> str:
+def redacted(conninfo: str) -> str:
     """The connection string without its password, for messages."""
     try:
         from psycopg.conninfo import conninfo_to_dict
@@ -124,7 +126,7 @@ class PostgresEventStore:
                     f"pool must be a psycopg_pool.ConnectionPool, not {short(pool)}."
                 )
         self.conninfo = conninfo
-        self._where = _redacted(conninfo)
+        self._where = redacted(conninfo)
         self._pool = pool
         self._lock = threading.RLock()
         self._connection: psycopg.Connection[Any] | None = None
@@ -155,8 +157,9 @@ class PostgresEventStore:
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             self._drop_connection()
             raise StoreUnavailableError(
-                f"Cannot {doing} {self._where}: {_reason(exc)}. Nothing was written that "
-                "was not acknowledged; retry once the server is back."
+                f"Cannot {doing} {self._where}: {_reason(exc)}. The same store reconnects "
+                "once the server is back; an append cut off while it committed may or may "
+                "not have been saved, so reload before you retry it."
             ) from None
         except psycopg.Error as exc:
             raise StorageError(f"Cannot {doing} {self._where}: {_reason(exc)}.") from None
@@ -169,15 +172,11 @@ class PostgresEventStore:
             self._connection = None
             self._pid = os.getpid()
         if self._connection is None or self._connection.closed:
-            connection = self._psycopg.connect(
+            self._connection = self._psycopg.connect(
                 self.conninfo,
                 autocommit=True,  # reads need no transaction; appends open their own
                 connect_timeout=10,
             )
-            # Set here, not in the connection's options, so that options the caller put in
-            # the connection string (a search_path, say) are kept.
-            connection.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_SECONDS * 1000}")
-            self._connection = connection
         return self._connection
 
     def _drop_connection(self) -> None:
@@ -190,11 +189,17 @@ class PostgresEventStore:
 
     def create_schema(self) -> None:
         """Create the tables and record the schema version; safe to call again and from
-        several processes at once."""
+        several processes at once.  When the tables are there already it only checks the
+        version, so a role without CREATE on the schema can use the store."""
         with self._connect("create the schema on") as connection, connection.transaction():
-            connection.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-            for statement in _SCHEMA:
-                connection.execute(statement)
+            made = connection.execute(
+                "SELECT to_regclass('oppcore_events') IS NOT NULL "
+                "AND to_regclass('oppcore_meta') IS NOT NULL"
+            ).fetchone()
+            if not (made and made[0]):
+                connection.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+                for statement in _SCHEMA:
+                    connection.execute(statement)
             row = connection.execute(
                 "SELECT value FROM oppcore_meta WHERE key = 'schema_version'"
             ).fetchone()
@@ -240,7 +245,12 @@ class PostgresEventStore:
         try:
             with self._connect("append to") as connection, connection.transaction():
                 # Positions in commit order: see the module's documentation.
-                connection.execute("LOCK TABLE oppcore_events IN EXCLUSIVE MODE")
+                connection.execute(
+                    f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_SECONDS * 1000}"
+                )
+                connection.execute(
+                    "SELECT pg_advisory_xact_lock('oppcore_events'::regclass::oid::bigint)"
+                )
                 actual = dict.fromkeys(streams, 0)
                 for stream_id, version in connection.execute(
                     "SELECT stream_id, MAX(version) FROM oppcore_events "
@@ -341,8 +351,9 @@ def _pool_errors() -> tuple[type[BaseException], ...]:
 
 
 def _reason(exc: BaseException) -> str:
+    """The server's or the driver's reason on one line (libpq's own text holds no password)."""
     text = " ".join(str(exc).split()) or type(exc).__name__
-    return short(text.rstrip("."))
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def _text(value: str, what: str) -> str:
