@@ -72,6 +72,9 @@ _SCHEMA = (
 # CREATE TABLE (which is not safe to run concurrently, IF NOT EXISTS or not).
 _SCHEMA_LOCK = 0x6F7070636F7265  # "oppcore"
 
+# Login refused, no such role or database: configuration, not an outage.
+_REFUSED = frozenset({"28000", "28P01", "3D000"})
+
 _SELECT = "SELECT stream_id, version, type, at, recorded_at, payload, position FROM oppcore_events"
 
 
@@ -125,14 +128,30 @@ class PostgresEventStore:
                 raise ValidationError(
                     f"pool must be a psycopg_pool.ConnectionPool, not {short(pool)}."
                 )
+        try:
+            from psycopg.conninfo import conninfo_to_dict
+
+            parts = conninfo_to_dict(conninfo)
+        except Exception:  # libpq's message may quote the password: do not pass it on
+            raise ValidationError(
+                "The PostgreSQL connection string cannot be read; check its form (it is not "
+                "shown here, as it may hold a password)."
+            ) from None
         self.conninfo = conninfo
         self._where = redacted(conninfo)
         self._pool = pool
         self._lock = threading.RLock()
         self._connection: psycopg.Connection[Any] | None = None
+        # A connection string without its own connect_timeout gets one: never wait forever.
+        self._connect_options = {} if "connect_timeout" in parts else {"connect_timeout": 10}
+        self._inherited: list[psycopg.Connection[Any]] = []
         self._pid = os.getpid()
         self._closed = False
-        self.create_schema()
+        try:
+            self.create_schema()
+        except BaseException:
+            self.close()
+            raise
 
     def __repr__(self) -> str:
         return f"<PostgresEventStore {self._where}>"
@@ -156,6 +175,10 @@ class PostgresEventStore:
             raise  # the caller turns it into ConcurrencyError, knowing the stream
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             self._drop_connection()
+            if getattr(exc, "sqlstate", None) in _REFUSED:  # retrying cannot help
+                raise StorageError(
+                    f"{self._where} refused to {doing} it: {_reason(exc)}."
+                ) from None
             raise StoreUnavailableError(
                 f"Cannot {doing} {self._where}: {_reason(exc)}. The same store reconnects "
                 "once the server is back; an append cut off while it committed may or may "
@@ -167,15 +190,18 @@ class PostgresEventStore:
             raise StoreUnavailableError(f"Cannot {doing} {self._where}: {_reason(exc)}.") from None
 
     def _own_connection(self) -> psycopg.Connection[Any]:
-        if self._connection is not None and self._pid != os.getpid():
-            # A forked child must not use its parent's socket: leave it to the parent.
+        if self._pid != os.getpid():
+            # A forked child must not use its parent's socket, nor close it: keep it
+            # untouched (and unwarned about) and open one of its own.
+            if self._connection is not None:
+                self._inherited.append(self._connection)
             self._connection = None
             self._pid = os.getpid()
         if self._connection is None or self._connection.closed:
             self._connection = self._psycopg.connect(
                 self.conninfo,
                 autocommit=True,  # reads need no transaction; appends open their own
-                connect_timeout=10,
+                **self._connect_options,
             )
         return self._connection
 
@@ -192,12 +218,12 @@ class PostgresEventStore:
         several processes at once.  When the tables are there already it only checks the
         version, so a role without CREATE on the schema can use the store."""
         with self._connect("create the schema on") as connection, connection.transaction():
+            connection.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             made = connection.execute(
                 "SELECT to_regclass('oppcore_events') IS NOT NULL "
                 "AND to_regclass('oppcore_meta') IS NOT NULL"
             ).fetchone()
             if not (made and made[0]):
-                connection.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
                 for statement in _SCHEMA:
                     connection.execute(statement)
             row = connection.execute(
@@ -230,8 +256,8 @@ class PostgresEventStore:
                 stream_id,
                 record.version,
                 _text(record.type, "Record type"),
-                record.at,
-                record.recorded_at,
+                _text(record.at, "Record time"),
+                _text(record.recorded_at, "Record time"),
                 _payload(record),
             )
             for stream_id, records, _ in checked
@@ -276,6 +302,10 @@ class PostgresEventStore:
         return [version + len(records) for _, records, version in checked]
 
     def stream_version(self, stream_id: str) -> int:
+        if not isinstance(stream_id, str):
+            raise ValidationError(f"Stream id must be text, not {short(stream_id)}.")
+        if "\x00" in stream_id:
+            return 0  # PostgreSQL text cannot hold NUL: no such stream can exist
         with self._connect("read") as connection:
             row = connection.execute(
                 "SELECT MAX(version) FROM oppcore_events WHERE stream_id = %s", (stream_id,)
