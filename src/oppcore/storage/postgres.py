@@ -8,11 +8,11 @@ the schema version.  Every append is one transaction.
 not when its transaction commits, so with two writers at once the row holding position 11
 can commit before the one holding 10; a reader that saw 11 and remembered it would never
 see 10.  Appends therefore serialise on a transaction-level advisory lock keyed by the
-events table's OID, taken just before they check versions and insert: positions are handed
-out in commit order (the eventsourcing library takes a table lock for the same reason; an
-advisory lock needs no privilege beyond SELECT and INSERT, and never blocks readers or
-maintenance).  The lock is held only for the check, the insert and the commit; payloads are
-encoded before it.
+events table's OID, taken just before they insert: positions are handed out in commit order
+(the eventsourcing library takes a table lock for the same reason; an advisory lock needs
+no privilege beyond SELECT and INSERT, and never blocks readers or maintenance).  The lock
+is held only for the insert and the commit; versions are checked and payloads encoded
+before it, and ``UNIQUE(stream_id, version)`` catches a stream that moved on in between.
 
 psycopg errors never escape raw: a lost connection becomes ``StoreUnavailableError`` (the
 same store reconnects on its next call once the server is back), a version clash
@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 PAGE = 10_000
+# Appends up to this many records go in one INSERT; larger ones by COPY.
+_ONE_STATEMENT = 1_000
 #: How long a statement of an append may wait for the lock or the server (seconds).
 STATEMENT_TIMEOUT_SECONDS = 60
 
@@ -269,37 +271,68 @@ class PostgresEventStore:
         expected = {stream_id: version for stream_id, _, version in checked}
         psycopg = self._psycopg
         try:
-            with self._connect("append to") as connection, connection.transaction():
-                # Positions in commit order: see the module's documentation.
-                connection.execute(
-                    f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_SECONDS * 1000}"
-                )
-                connection.execute(
-                    "SELECT pg_advisory_xact_lock('oppcore_events'::regclass::oid::bigint)"
-                )
-                actual = dict.fromkeys(streams, 0)
-                for stream_id, version in connection.execute(
-                    "SELECT stream_id, MAX(version) FROM oppcore_events "
-                    "WHERE stream_id = ANY(%s) GROUP BY stream_id",
-                    (streams,),
-                ):
-                    actual[stream_id] = version
+            with self._connect("append to") as connection:
+                # The versions are checked before the lock: a stream's versions only ever
+                # grow, so one that is not the expected version now never will be, and one
+                # that moves on after this check makes the insert collide with UNIQUE
+                # (stream_id, version) below.  The lock is held for the insert and the
+                # commit only.
+                actual = self._versions(connection, streams)
                 for stream_id in streams:
                     if actual[stream_id] != expected[stream_id]:
                         raise conflict(stream_id, expected[stream_id], actual[stream_id])
-                with (
-                    connection.cursor() as cursor,
-                    cursor.copy(
-                        "COPY oppcore_events (stream_id, version, type, at, recorded_at, payload) "
-                        "FROM STDIN"
-                    ) as copy,
-                ):
-                    for row in rows:
-                        copy.write_row(row)
-        except psycopg.errors.UniqueViolation:  # only if someone bypassed the lock
-            stream_id = streams[0]
-            raise conflict(stream_id, expected[stream_id], self.stream_version(stream_id)) from None
+                if not rows:
+                    return [version for _, _, version in checked]
+                if not connection.autocommit:  # a pooled connection: end the read first
+                    connection.rollback()
+                with connection.transaction():
+                    # Positions in commit order: see the module's documentation.
+                    connection.execute(
+                        "SELECT set_config('statement_timeout', %s, true), "
+                        "pg_advisory_xact_lock('oppcore_events'::regclass::oid::bigint)",
+                        (str(STATEMENT_TIMEOUT_SECONDS * 1000),),
+                    )
+                    self._insert(connection, rows)
+        except psycopg.errors.UniqueViolation:  # someone appended since the check
+            for stream_id in streams:
+                now = self.stream_version(stream_id)
+                if now != expected[stream_id]:
+                    raise conflict(stream_id, expected[stream_id], now) from None
+            raise conflict(streams[0], expected[streams[0]], expected[streams[0]] + 1) from None
         return [version + len(records) for _, records, version in checked]
+
+    @staticmethod
+    def _versions(connection: psycopg.Connection[Any], streams: list[str]) -> dict[str, int]:
+        actual = dict.fromkeys(streams, 0)
+        for stream_id, version in connection.execute(
+            "SELECT stream_id, MAX(version) FROM oppcore_events "
+            "WHERE stream_id = ANY(%s) GROUP BY stream_id",
+            (streams,),
+        ):
+            actual[stream_id] = version
+        return actual
+
+    @staticmethod
+    def _insert(connection: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) -> None:
+        """One statement for the usual small append; COPY for a bulk one."""
+        if len(rows) <= _ONE_STATEMENT:
+            columns = list(zip(*rows, strict=True))
+            connection.execute(
+                "INSERT INTO oppcore_events (stream_id, version, type, at, recorded_at, payload) "
+                "SELECT * FROM unnest(%s::text[], %s::int[], %s::text[], %s::text[], "
+                "%s::text[], %s::text[])",
+                [list(column) for column in columns],
+            )
+            return
+        with (
+            connection.cursor() as cursor,
+            cursor.copy(
+                "COPY oppcore_events (stream_id, version, type, at, recorded_at, payload) "
+                "FROM STDIN"
+            ) as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
 
     def stream_version(self, stream_id: str) -> int:
         if not isinstance(stream_id, str):
