@@ -497,11 +497,11 @@ def _read_pipeline(path: str) -> Pipeline:
 def _mapping(name: str) -> Any:
     from oppcore import io as oppcore_io
 
-    key = name.lower()
-    if key in ("maven", "maven_crm", "salesforce", "oppcore") or key.endswith(".toml"):
-        return oppcore_io.load_mapping(
-            "maven" if key == "maven_crm" else key if "." not in name else name
-        )
+    key = {"maven_crm": "maven"}.get(name.lower(), name.lower())
+    if key in ("maven", "salesforce", "oppcore"):
+        return oppcore_io.load_mapping(key)
+    if key.endswith(".toml"):
+        return oppcore_io.load_mapping(name)
     raise ValidationError(
         f"--mapping {name!r} is not maven, salesforce, oppcore or a .toml file naming the columns."
     )
