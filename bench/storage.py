@@ -32,7 +32,6 @@ import platform
 import pstats
 import queue
 import sqlite3
-import statistics
 import sys
 import tempfile
 import threading
@@ -43,10 +42,11 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, TypeVar
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
+
+from _timing import Sample, median, package_version, progress, rotated, spread, timed, verdict
 
 import oppcore
 from oppcore import (
@@ -201,55 +201,7 @@ def build_store(repo: Repository, first: int, count: int) -> None:
 # -- timing ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Sample:
-    wall: float
-    cpu: float
-
-
-def timed(work: Callable[[], T]) -> tuple[T, Sample]:
-    """Run ``work`` once (after collecting garbage left by earlier runs) and time it."""
-    gc.collect()
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    result = work()
-    wall1, cpu1 = time.perf_counter(), time.process_time()
-    return result, Sample(wall1 - wall0, cpu1 - cpu0)
-
-
-def rotated(items: Sequence[T], turn: int) -> list[T]:
-    """``items`` starting at ``turn``: each repeat runs the contenders in another order."""
-    shift = turn % len(items) if items else 0
-    return [*items[shift:], *items[:shift]]
-
-
-def median(values: Sequence[float]) -> float:
-    return statistics.median(values)
-
-
-def spread(values: Sequence[float], scale: float = 1.0, digits: int = 2) -> str:
-    return f"{min(values) * scale:.{digits}f}..{max(values) * scale:.{digits}f}"
-
-
-def verdict(ratio: float, target: float, paired: Sequence[float], *, at_most: bool) -> str:
-    """PASS or MISS on the median ratio; noted when the paired ratios straddle the target."""
-    passed = ratio <= target if at_most else ratio >= target
-    word = "PASS" if passed else "MISS"
-    if min(paired) <= target <= max(paired) and len(paired) > 1:
-        word += " (within noise)"
-    return word
-
-
-def progress(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def package_version(name: str) -> str:
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "not installed"
-
-
+# (shared with the other benchmarks, in _timing.py)
 # -- PostgreSQL: the server, and schemas of the bench's own -----------------------------------
 
 
