@@ -106,8 +106,9 @@ def _marker_order(marker: str) -> tuple[int, int]:
 
 def _save_one(
     repo: Repository, opp_id: str, marker: str, clock: Callable[[], FixedClock], tally: _Tally
-) -> None:
-    """Load (or open) the opportunity, change its description to ``marker``, save it."""
+) -> bool:
+    """Load (or open) the opportunity, change its description to ``marker``, save it;
+    whether the save landed (False after a conflict, which ``tally`` counts)."""
     try:
         try:
             current = repo.get(opp_id)
@@ -122,8 +123,9 @@ def _save_one(
         tally.conflicts += 1
         if exc.stream_id != opp_id:
             tally.errors.append(f"{marker}: the conflict on {opp_id!r} names {exc.stream_id!r}")
-    else:
-        landed.append(marker)
+        return False
+    landed.append(marker)
+    return True
 
 
 def _save_many(

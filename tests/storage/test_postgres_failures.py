@@ -71,6 +71,7 @@ from tests.storage.test_concurrency import (
     _marker_order,
     _read_tallies,
     _run_threads,
+    _save_one,
     _shared_clock,
     _Tally,
     _write_tally,
@@ -195,22 +196,7 @@ def _save_until_it_lands(
     """Load (or open) ``opp_id``, set its description to ``marker``, save; on a conflict
     reload and apply the change again, as the Repository's documentation says to."""
     for _ in range(SAVE_ATTEMPTS):
-        try:
-            try:
-                current = repo.get(opp_id)
-            except OpportunityNotFound:
-                value = Opportunity.open(name=opp_id, id=opp_id, description=marker, clock=clock())
-                landed = tally.opened
-            else:
-                value = current.update(description=marker, clock=clock())
-                landed = tally.updated
-            repo.save(value)
-        except ConcurrencyError as exc:
-            tally.conflicts += 1
-            if exc.stream_id != opp_id:
-                tally.errors.append(f"{marker}: the conflict on {opp_id!r} names {exc.stream_id!r}")
-        else:
-            landed.append(marker)
+        if _save_one(repo, opp_id, marker, clock, tally):
             return
     tally.errors.append(f"{marker} on {opp_id!r} conflicted {SAVE_ATTEMPTS} times in a row")
 
