@@ -1,4 +1,5 @@
-"""What the benchmarks share: timing one run, ordering contenders, summing up, verdicts.
+"""What the benchmarks share: timing one run, ordering contenders, summing up, verdicts,
+and saying which source tree was measured.
 
 The machine is shared and noisy, so every script runs its contenders interleaved (in a new
 order each repeat), times wall and CPU time, and reports medians and ratios.
@@ -7,7 +8,9 @@ order each repeat), times wall and CPU time, and reports medians and ratios.
 from __future__ import annotations
 
 import gc
+import os
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -65,3 +68,24 @@ def package_version(name: str) -> str:
         return version(name)
     except PackageNotFoundError:
         return "not installed"
+
+
+def source_state() -> str:
+    """The commit of the source tree the run measured, and whether src/ had changes."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        commit = subprocess.run(
+            ["git", "-C", root, "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "-C", root, "status", "--porcelain", "--", "src"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "source: not a git checkout"
+    return f"source: git {commit}" + (" with uncommitted changes in src/" if changed else "")

@@ -25,7 +25,6 @@ import math
 import os
 import platform
 import pstats
-import subprocess
 import sys
 import time
 import tracemalloc
@@ -44,7 +43,17 @@ from decimal import (
 )
 from typing import Any, TypeVar
 
-from _timing import Sample, median, package_version, progress, rotated, spread, timed, verdict
+from _timing import (
+    Sample,
+    median,
+    package_version,
+    progress,
+    rotated,
+    source_state,
+    spread,
+    timed,
+    verdict,
+)
 
 import oppcore
 from oppcore import (
@@ -1303,27 +1312,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be 1 or more")
     return args
-
-
-def source_state() -> str:
-    """The commit of the source tree the run measured, and whether src/ had changes."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    try:
-        commit = subprocess.run(
-            ["git", "-C", root, "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        changed = subprocess.run(
-            ["git", "-C", root, "status", "--porcelain", "--", "src"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "source: not a git checkout"
-    return f"source: git {commit}" + (" with uncommitted changes in src/" if changed else "")
 
 
 def describe(work: Workload) -> str:

@@ -27,7 +27,6 @@ import io
 import os
 import platform
 import pstats
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -47,7 +46,7 @@ from functools import partial
 from operator import attrgetter
 from typing import Any, TypeVar
 
-from _timing import Sample, median, progress, rotated, spread, timed, verdict
+from _timing import Sample, median, progress, rotated, source_state, spread, timed, verdict
 
 import oppcore
 from oppcore import (
@@ -677,27 +676,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be 1 or more")
     return args
-
-
-def source_state() -> str:
-    """The commit of the source tree the run measured, and whether src/ had changes."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    try:
-        commit = subprocess.run(
-            ["git", "-C", root, "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        changed = subprocess.run(
-            ["git", "-C", root, "status", "--porcelain", "--", "src"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "source: not a git checkout"
-    return f"source: git {commit}" + (" with uncommitted changes in src/" if changed else "")
 
 
 def describe(deals: list[Opportunity]) -> str:
