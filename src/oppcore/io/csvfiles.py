@@ -687,6 +687,18 @@ class _BadRow(Exception):
     """A row that cannot become a deal; the message is the reason."""
 
 
+class _Problems(list[str]):
+    """What is wrong with one row, collected so that every problem is reported at once."""
+
+    def attempt(self, read: Callable[..., Any], *args: Any) -> Any:
+        """``read(*args)``, or None with the reason noted when it refuses the value."""
+        try:
+            return read(*args)
+        except (_BadRow, OppcoreError) as exc:
+            self.append(str(exc))
+            return None
+
+
 # -- reading files --------------------------------------------------------------------------
 
 Target: TypeAlias = "str | os.PathLike[str] | IO[str] | IO[bytes]"
@@ -1092,14 +1104,8 @@ class _RowReader:
 
     def parse(self, cells: list[str], found: dict[str, str], new_id: Callable[[], str]) -> _Row:
         """The row's values (``found`` from ``values``), or ``_BadRow`` listing every problem."""
-        problems: list[str] = []
-
-        def attempt(read: Callable[..., Any], *args: Any) -> Any:
-            try:
-                return read(*args)
-            except (_BadRow, OppcoreError) as exc:
-                problems.append(str(exc))
-                return None
+        problems = _Problems()
+        attempt = problems.attempt
 
         get, read = found.get, self.cells
         columns = self.mapping.columns
@@ -1727,14 +1733,8 @@ class _HistoryRows:
         width = len(self.header.cells)
         if len(cells) != width:
             raise _BadRow(f"The row has {len(cells)} cells; the header has {width}.")
-        problems: list[str] = []
-
-        def attempt(read: Callable[..., Any], *args: Any) -> Any:
-            try:
-                return read(*args)
-            except (_BadRow, OppcoreError) as exc:
-                problems.append(str(exc))
-                return None
+        problems = _Problems()
+        attempt = problems.attempt
 
         def optional(index: int | None, read: Callable[..., Any], what: str) -> Any:
             if index is None:
