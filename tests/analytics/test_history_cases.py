@@ -47,6 +47,8 @@ from oppcore.analytics import (
     stale,
     time_in_stage,
 )
+from tests.domain.test_real_cases import START as ODOO_START
+from tests.domain.test_real_cases import odoo_lead, odoo_pipeline
 
 UTC = timezone.utc
 Q1: Period = period_of(date(2027, 3, 1), "quarter")
@@ -298,47 +300,10 @@ def test_amounts_from_line_items_and_deals_without_an_amount() -> None:
 
 # -- 2. time in stage: Odoo's stage-duration test ------------------------------------------
 
-ODOO_START = datetime(2023, 2, 15, 12, 0, tzinfo=UTC)
-
-
-def _odoo_pipeline() -> Pipeline:
-    """Odoo's test pipeline: S1 to S4, plus S0 standing in for Odoo's "no stage"."""
-    return Pipeline(
-        id="odoo-test",
-        name="Odoo stage duration test",
-        stages=(
-            Stage("S1", "Stage 1", 10),
-            Stage("S2", "Stage 2", 20),
-            Stage("S3", "Stage 3", 30),
-            Stage("S4", "Stage 4", 40),
-            Stage("S0", "No stage", 0),
-            Stage("won", "Won", 100, Outcome.WON),
-            Stage("lost", "Lost", 0, Outcome.LOST),
-        ),
-    )
-
 
 def _odoo_lead(pipeline: Pipeline) -> tuple[Opportunity, datetime]:
     """The lead of Odoo's test and the moment it is read (20 minutes after its last move)."""
-    clock = FixedClock(ODOO_START)
-    opp = Opportunity.open(id="odoo", name="Odoo lead", pipeline=pipeline, stage="S1", clock=clock)
-    steps: list[tuple[int, str | None]] = [
-        (5, "S2"),
-        (10, None),  # an update that changes no stage
-        (50, "S3"),
-        (50, "S4"),
-        (20, "S2"),
-        (55, "S4"),
-        (200, "S0"),
-        (30, "S3"),
-    ]
-    for minutes, stage in steps:
-        clock.advance(timedelta(minutes=minutes))
-        if stage is None:
-            opp = opp.update(description="Called the customer back.", clock=clock)
-        else:
-            opp = opp.move_to(stage, clock=clock)
-    clock.advance(timedelta(minutes=20))
+    opp, clock = odoo_lead(pipeline)
     return opp, clock.now()
 
 
@@ -348,7 +313,7 @@ def _minutes(value: float) -> timedelta:
 
 def test_time_in_stage_reproduces_odoos_stage_durations() -> None:
     """S0 30, S1 5, S2 115, S3 70, S4 220 minutes; one deal per stage; rows in pipeline order."""
-    opp, now = _odoo_lead(_odoo_pipeline())
+    opp, now = _odoo_lead(odoo_pipeline())
 
     table = time_in_stage([opp], now=now)
 
@@ -369,7 +334,7 @@ def test_time_in_stage_statistics_over_two_deals_interpolate_like_numpy() -> Non
     """A second deal: S1 15 minutes, S2 100 minutes, then won (time won is no stage time).
     S1 [5, 15]: mean and median 10, p90 5 + 0.9 x 10 = 14; S2 [100, 115]: mean and median
     107.5, p90 100 + 0.9 x 15 = 113.5."""
-    pipeline = _odoo_pipeline()
+    pipeline = odoo_pipeline()
     opp, now = _odoo_lead(pipeline)
     clock = FixedClock(ODOO_START)
     second = Opportunity.open(id="two", name="Second", pipeline=pipeline, stage="S1", clock=clock)
@@ -393,7 +358,7 @@ def test_time_in_stage_statistics_over_two_deals_interpolate_like_numpy() -> Non
 
 
 def test_time_in_stage_reads_the_clock_when_now_is_not_given() -> None:
-    opp, now = _odoo_lead(_odoo_pipeline())
+    opp, now = _odoo_lead(odoo_pipeline())
 
     assert time_in_stage([opp], clock=FixedClock(now)) == time_in_stage([opp], now=now)
 

@@ -23,7 +23,7 @@ from oppcore import (
 START = datetime(2023, 2, 15, 12, 0, tzinfo=timezone.utc)
 
 
-def _odoo_pipeline() -> Pipeline:
+def odoo_pipeline() -> Pipeline:
     """Odoo's test pipeline: S1 to S4, plus S0 standing in for Odoo's "no stage"."""
     return Pipeline(
         id="odoo-test",
@@ -40,10 +40,12 @@ def _odoo_pipeline() -> Pipeline:
     )
 
 
-def test_odoo_stage_durations_add_revisits_and_count_the_current_stage_to_now() -> None:
-    """Odoo's stage-duration test: revisits add up and the current stage counts up to the reading."""
+def odoo_lead(pipeline: Pipeline | None = None) -> tuple[Opportunity, FixedClock]:
+    """The lead of Odoo's stage-duration test, and a clock 20 minutes after its last move."""
     clock = FixedClock(START)
-    opp = Opportunity.open(name="Odoo lead", pipeline=_odoo_pipeline(), stage="S1", clock=clock)
+    opp = Opportunity.open(
+        id="odoo", name="Odoo lead", pipeline=pipeline or odoo_pipeline(), stage="S1", clock=clock
+    )
     steps: list[tuple[int, str | None]] = [
         (5, "S2"),
         (10, None),  # an update that changes no stage
@@ -61,6 +63,12 @@ def test_odoo_stage_durations_add_revisits_and_count_the_current_stage_to_now() 
         else:
             opp = opp.move_to(stage, clock=clock)
     clock.advance(timedelta(minutes=20))
+    return opp, clock
+
+
+def test_odoo_stage_durations_add_revisits_and_count_the_current_stage_to_now() -> None:
+    """Odoo's stage-duration test: revisits add up and the current stage counts up to the reading."""
+    opp, clock = odoo_lead()
 
     spent = opp.time_in_stage(clock=clock)
 
