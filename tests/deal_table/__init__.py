@@ -1,0 +1,1 @@
+"""The deal table (issue 12): projector, stores, queries, frames."""
