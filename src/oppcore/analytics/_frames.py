@@ -1,0 +1,569 @@
+"""The analytics on a deal frame of any engine narwhals supports.
+
+The engine does the per-row work: it picks the rows that stand at the time asked for, places
+each in a day, and groups, counts and sums exact decimals.  What comes back to Python is one
+row per group (a few thousand at most for a million deals), and what a result reports beyond
+sums (conversions at a rate, ratios, means) is finished here in ``Decimal``, the same way the
+object analytics finish it, so both routes give exactly the same values.  Nothing divides on
+the engine: DuckDB's decimal division gives a float.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import date, datetime, timedelta, timezone, tzinfo
+from decimal import Decimal
+from typing import Any
+
+from oppcore._repr import short
+from oppcore.exceptions import ValidationError
+
+_UTC = timezone.utc
+_FRAME_MODULES = (
+    "polars",
+    "pandas",
+    "pyarrow",
+    "duckdb",
+    "pyspark",
+    "dask",
+    "modin",
+    "cudf",
+    "ibis",
+    "sqlframe",
+)
+_NULLS = frozenset({"NAType", "NaTType", "NoneType"})
+_DAY = timedelta(days=1)
+_MONTH = timedelta(days=30)
+_NEEDED = ("opportunity_id", "version", "valid_from", "valid_to", "recorded_from", "recorded_to")
+
+
+def _narwhals() -> Any:
+    try:
+        import narwhals
+    except ImportError:
+        raise ImportError(
+            "Analytics on a dataframe need narwhals: pip install 'oppcore[frame]'."
+        ) from None
+    return narwhals
+
+
+def looks_like_frame(value: object) -> bool:
+    """Whether ``value`` is a dataframe (of any engine) rather than opportunities."""
+    module = type(value).__module__.split(".", 1)[0]
+    return module in _FRAME_MODULES or module == "narwhals"
+
+
+def lazy(frame: object) -> Any:
+    """The frame as a narwhals LazyFrame, checked to hold the deal table's columns."""
+    nw = _narwhals()
+    try:
+        wrapped = nw.from_native(frame)
+    except TypeError:
+        raise ValidationError(
+            f"Analytics take opportunities or a deal frame, not {short(frame)}."
+        ) from None
+    if not isinstance(wrapped, (nw.DataFrame, nw.LazyFrame)):
+        raise ValidationError(f"Analytics take opportunities or a deal frame, not {short(frame)}.")
+    result = wrapped.lazy()
+    names = set(result.collect_schema().names())
+    missing = [name for name in _NEEDED if name not in names]
+    if missing:
+        raise ValidationError(
+            f"The frame is not a deal frame: it has no {', '.join(map(repr, missing))} column "
+            "(make one with oppcore.frame.deal_frame)."
+        )
+    return result
+
+
+def standing(lf: Any, as_of: datetime | None, known_at: datetime | None = None) -> Any:
+    """The rows standing at valid time ``as_of`` (None: now) as known at ``known_at``
+    (None: now)."""
+    nw = _narwhals()
+    col, lit = nw.col, nw.lit
+    if known_at is not None and as_of is not None and as_of > known_at:
+        # Nobody records the future: what was known at k about t > k is the state at k.
+        as_of = known_at
+    if known_at is None:
+        known = col("recorded_to").is_null()
+    else:
+        k = lit(known_at.astimezone(_UTC))
+        known = (col("recorded_from") <= k) & (
+            col("recorded_to").is_null() | (col("recorded_to") > k)
+        )
+    if as_of is None:
+        if known_at is None:
+            return lf.filter(known & col("valid_to").is_null())
+        as_of = known_at
+    t = lit(as_of.astimezone(_UTC))
+    return lf.filter(
+        known & (col("valid_from") <= t) & (col("valid_to").is_null() | (col("valid_to") > t))
+    )
+
+
+def rows(lf: Any) -> list[dict[str, Any]]:
+    """Collect a (small, grouped) lazy frame into Python dicts, nulls as None whatever the
+    engine calls them (pandas gives ``pd.NA`` and ``NaT``)."""
+    result = []
+    for item in lf.collect().iter_rows(named=True):
+        result.append({k: None if type(v).__name__ in _NULLS else v for k, v in item.items()})
+    return result
+
+
+def _offsets(zone: tzinfo, low: datetime, high: datetime) -> list[tuple[datetime, timedelta]]:
+    """The zone's UTC offset from each change between ``low`` and ``high`` (UTC instants):
+    [(from, offset), ...], the first from ``low``."""
+
+    def offset(at: datetime) -> timedelta:
+        return at.astimezone(zone).utcoffset() or timedelta(0)
+
+    changes = [(low, offset(low))]
+    at = low
+    while at < high:
+        # Zones change offset at most a few times a year, never twice within a day; before
+        # 1900 (local mean time, one change per zone) a month at a time is enough.
+        nxt = min(at + (_DAY if at.year >= 1900 else _MONTH), high)
+        if offset(nxt) != changes[-1][1]:
+            # Find the change to the second: zone changes fall on whole seconds.
+            lo, hi = at, nxt
+            while hi - lo > timedelta(seconds=1):
+                mid = lo + (hi - lo) / 2
+                if offset(mid) == changes[-1][1]:
+                    lo = mid
+                else:
+                    hi = mid
+            changes.append((hi, offset(hi)))
+        at = nxt
+    return changes
+
+
+def local_day(lf: Any, column: str, zone: tzinfo) -> Any:
+    """An expression for the local calendar date of the UTC ``column`` in ``zone``.
+
+    Engines differ in how they convert zones (DuckDB keeps the zone in the connection), so
+    the offsets in force between the column's least and greatest value are worked out here,
+    and the engine only adds the right fixed offset to each instant.
+    """
+    nw = _narwhals()
+    col = nw.col(column)
+    bounds = rows(lf.select(low=col.min(), high=col.max()))[0]
+    low, high = bounds["low"], bounds["high"]
+    if low is None or zone is _UTC:
+        return col.dt.date()
+    low, high = _aware(low), _aware(high)
+    changes = _offsets(zone, low, high)
+    shifted = col + nw.lit(changes[-1][1])
+    for (_, shift), (end, _) in zip(changes[-2::-1], changes[:0:-1], strict=True):
+        shifted = nw.when(col < nw.lit(end)).then(col + nw.lit(shift)).otherwise(shifted)
+    return shifted.dt.date()
+
+
+def _aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=_UTC) if value.tzinfo is None else value.astimezone(_UTC)
+
+
+def as_date(value: object) -> date | None:
+    """A date from an engine (some give datetimes or pandas timestamps for a date column)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    to_pydatetime = getattr(value, "to_pydatetime", None)
+    if to_pydatetime is not None:
+        return to_pydatetime().date()  # type: ignore[no-any-return]
+    raise ValidationError(f"The frame holds {short(value)} where a date belongs.")
+
+
+def groups(
+    items: Iterable[dict[str, Any]], keys: Sequence[str]
+) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
+    for item in items:
+        yield tuple(item[k] for k in keys), item
+
+
+# -- money -------------------------------------------------------------------------------
+
+
+def currencies(lf: Any) -> list[str]:
+    """The currencies of the rows that have an amount."""
+    nw = _narwhals()
+    found = rows(
+        lf.filter(~nw.col("amount").is_null(), ~nw.col("currency").is_null())
+        .select("currency")
+        .unique()
+    )
+    return sorted(item["currency"] for item in found)
+
+
+class _Surveyed:
+    """What ``Valuation`` reads of a deal to find the table's currency."""
+
+    __slots__ = ("amount", "currency")
+
+    def __init__(self, currency: str) -> None:
+        self.currency = currency
+        self.amount = True
+
+
+def valuation(found: Sequence[str], currency: str | None, rates: Any, valued_on: date) -> Any:
+    """The object analytics' ``Valuation`` for deals in the currencies ``found``: the same
+    checks, the same errors, the same conversions."""
+    from oppcore.analytics import _common
+
+    return _common.Valuation([_Surveyed(code) for code in found], currency, rates, valued_on)  # type: ignore[misc]
+
+
+def with_foreign_amount(lf: Any, target: str | None, converting: bool) -> Any:
+    """Add ``foreign``: a row's amount when it must be converted to ``target``, else null.
+
+    Conversions are finished in Python, one per distinct amount, currency and day: a rate
+    applied to a sum is not always the sum of the rates applied (a reverse rate divides).
+    """
+    nw = _narwhals()
+    if not converting or target is None:
+        return lf.with_columns(foreign=nw.lit(None, dtype=nw.Decimal()))
+    return lf.with_columns(
+        foreign=nw.when(nw.col("currency") != nw.lit(target))
+        .then(nw.col("amount"))
+        .otherwise(nw.lit(None, dtype=nw.Decimal()))
+    )
+
+
+# -- forecast ----------------------------------------------------------------------------
+
+_HUNDRED = Decimal(100)
+
+
+def forecast(
+    frame: object,
+    *,
+    grain: Any,
+    fiscal: Any,
+    as_of: datetime | None,
+    currency: str | None,
+    rates: Any,
+    chances: dict[str, Decimal],
+    zone: tzinfo,
+    valued_on: date,
+) -> list[Any]:
+    """``analytics.forecast`` on a deal frame: the same rows, from one grouped query."""
+    from oppcore.analytics.forecast import ForecastRow, _Bucket
+    from oppcore.analytics.periods import Period
+    from oppcore.analytics.periods import period_of as _period_of
+    from oppcore.domain.money import EXACT, Money
+
+    nw = _narwhals()
+    col = nw.col
+    lf = standing(lazy(frame), as_of)
+    found = currencies(lf)
+    money = valuation(found, currency, rates, valued_on)
+    target = money.currency
+    converting = target is not None and any(code != target for code in found)
+    day = (
+        nw.when(col("outcome") == "open")
+        .then(col("expected_close"))
+        .otherwise(local_day(lf, "closed_at", zone))
+    )
+    keys = ["outcome", "forecast_category", "stage", "probability", "currency", "foreign", "day"]
+    grouped = rows(
+        with_foreign_amount(lf.with_columns(day=day), target, converting)
+        .group_by(keys, drop_null_keys=False)
+        .agg(
+            n=nw.len(),
+            counted=col("amount").count(),
+            amount=col("amount").sum(),
+        )
+    )
+    buckets: dict[Period | None, _Bucket] = {}
+    by_day: dict[date | None, _Bucket] = {}
+
+    def bucket(on: date | None) -> _Bucket:
+        found_bucket = by_day.get(on)
+        if found_bucket is None:
+            key = None if on is None else _period_of(on, grain, fiscal)
+            found_bucket = by_day[on] = buckets.setdefault(key, _Bucket())
+        return found_bucket
+
+    add, multiply = EXACT.add, EXACT.multiply
+    for group in grouped:
+        on = as_date(group["day"])
+        row = bucket(on)
+        count, counted = int(group["n"]), int(group["counted"])
+        outcome = group["outcome"]
+        value = _value(group, counted, money, on or valued_on) if counted else None
+        if outcome == "open":
+            row.open_count += count
+            if value is None:
+                continue
+            category = group["forecast_category"]
+            if category != "omitted":
+                row.pipeline = add(row.pipeline, value)
+            if category == "best_case":
+                row.best_case = add(row.best_case, value)
+            elif category == "commit":
+                row.commit = add(row.commit, value)
+            chance = chances.get(group["stage"], group["probability"])
+            row.weighted = add(row.weighted, multiply(value, EXACT.divide(chance, _HUNDRED)))
+        elif outcome == "won":
+            row.won_count += count
+            if value is not None:
+                row.won = add(row.won, value)
+        else:
+            row.lost_count += count
+    scheduled = sorted((p for p in buckets if p is not None), key=lambda p: p.start)
+    ordered: list[Period | None] = [*scheduled, *([None] if None in buckets else [])]
+
+    def cash(amount: Decimal) -> Money | None:
+        return None if target is None else Money._exact(_plain(amount), target)
+
+    return [
+        ForecastRow(
+            period=key,
+            open_count=b.open_count,
+            pipeline=cash(b.pipeline),
+            best_case=cash(b.best_case),
+            commit=cash(b.commit),
+            weighted=cash(b.weighted),
+            won_count=b.won_count,
+            won=cash(b.won),
+            lost_count=b.lost_count,
+        )
+        for key in ordered
+        for b in (buckets[key],)
+    ]
+
+
+def _value(group: dict[str, Any], counted: int, money: Any, on: date) -> Decimal:
+    """The group's amounts in the table's currency: the sum, or ``counted`` conversions of
+    the one foreign amount the group holds."""
+    from oppcore.domain.money import EXACT, Money
+
+    foreign = group["foreign"]
+    if foreign is None:
+        return Decimal(group["amount"])
+    converted = money.convert(Money._exact(Decimal(foreign), group["currency"]), on)
+    return EXACT.multiply(converted.amount, Decimal(counted))
+
+
+def _plain(amount: Decimal) -> Decimal:
+    """A sum from the engine without the frame's 18 trailing places it does not need."""
+    if not amount:
+        return Decimal(0)
+    sign, digits, exponent = amount.as_tuple()
+    assert isinstance(exponent, int)
+    while exponent < 0 and digits and digits[-1] == 0:
+        digits = digits[:-1]
+        exponent += 1
+    return Decimal((sign, digits or (0,), exponent))
+
+
+# -- effectiveness and the sales cycle ---------------------------------------------------
+
+_KEY_COLUMNS = {
+    "campaign": "campaign_id",
+    "lead_source": "lead_source",
+    "type": "type",
+    "owner": "owner",
+    "account": "account",
+}
+
+
+def cycle_microseconds(nw: Any) -> Any:
+    """Microseconds from opening to close, exact on every engine (no int64 overflow: the
+    whole seconds and the microseconds are separate columns until Python adds them)."""
+    span = nw.col("closed_at") - nw.col("created_at")
+    return span.dt.total_microseconds()
+
+
+def current_rows(frame: object) -> list[Any]:
+    """The current ``DealVersion`` of each deal in the frame, in opportunity id order
+    (for a callable ``by``: it receives each deal's current row)."""
+    from oppcore.domain.versions import COLUMNS, DealVersion
+
+    found = rows(standing(lazy(frame), None).select(list(COLUMNS)).sort("opportunity_id"))
+    result = []
+    for item in found:
+        fields = dict(item)
+        for name in ("amount", "probability", "expected_revenue"):
+            if fields[name] is not None:
+                fields[name] = _plain(Decimal(fields[name]))
+        fields["expected_close"] = as_date(fields["expected_close"])
+        for name in (
+            "valid_from",
+            "valid_to",
+            "recorded_from",
+            "recorded_to",
+            "created_at",
+            "closed_at",
+        ):
+            if fields[name] is not None:
+                fields[name] = _aware(_python_datetime(fields[name]))
+        result.append(DealVersion(**fields))
+    return result
+
+
+def _python_datetime(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    to_pydatetime = getattr(value, "to_pydatetime", None)
+    if to_pydatetime is None:
+        raise ValidationError(f"The frame holds {short(value)} where a time belongs.")
+    return to_pydatetime()  # type: ignore[no-any-return]
+
+
+def effectiveness(
+    frame: object,
+    *,
+    by: str,
+    known: dict[str, Any],
+    as_of: datetime | None,
+    currency: str | None,
+    rates: Any,
+    zone: tzinfo,
+    valued_on: date,
+) -> list[Any]:
+    """``analytics.effectiveness`` on a deal frame, ``by`` one of the named keys."""
+    from oppcore.analytics import _common
+    from oppcore.analytics.effectiveness import EffectivenessRow, _cost, _ordered, _roi, _Tally
+    from oppcore.domain.money import EXACT, Money
+
+    nw = _narwhals()
+    col = nw.col
+    column = _KEY_COLUMNS[by]
+    lf = standing(lazy(frame), as_of)
+    found = currencies(lf)
+    money = valuation(found, currency, rates, valued_on)
+    target = money.currency
+    converting = target is not None and any(code != target for code in found)
+    day = (
+        nw.when(col("outcome") == "open")
+        .then(col("expected_close"))
+        .otherwise(local_day(lf, "closed_at", zone))
+    )
+    keys = [column, "outcome", "forecast_category", "probability", "currency", "foreign", "day"]
+    grouped = rows(
+        with_foreign_amount(lf.with_columns(day=day), target, converting)
+        .group_by(keys, drop_null_keys=False)
+        .agg(n=nw.len(), counted=col("amount").count(), amount=col("amount").sum())
+    )
+    cycles = rows(
+        lf.filter(col("outcome") == "won", ~col("closed_at").is_null())
+        .with_columns(cycle=cycle_microseconds(nw))
+        .group_by([column, "cycle"], drop_null_keys=False)
+        .agg(n=nw.len())
+    )
+    tallies: dict[Any, _Tally] = {}
+    if by == "campaign":
+        for campaign_id in known:
+            tallies[campaign_id] = _Tally()
+    add, multiply, divide = EXACT.add, EXACT.multiply, EXACT.divide
+    for group in grouped:
+        key = group[column]
+        tally = tallies.get(key)
+        if tally is None:
+            tally = tallies[key] = _Tally()
+        count, counted = int(group["n"]), int(group["counted"])
+        on = as_date(group["day"])
+        tally.opportunities += count
+        outcome = group["outcome"]
+        if outcome == "open":
+            tally.open += count
+            if counted:
+                value = _value(group, counted, money, on or valued_on)
+                if group["forecast_category"] != "omitted":
+                    tally.pipeline = add(tally.pipeline, value)
+                factor = divide(Decimal(group["probability"]), _HUNDRED)
+                tally.weighted = add(tally.weighted, multiply(value, factor))
+        elif outcome == "won":
+            tally.won += count
+            if counted:
+                value = _value(group, counted, money, on or valued_on)
+                tally.won_revenue = add(tally.won_revenue, value)
+                tally.won_with_amount += counted
+        else:
+            tally.lost += count
+    lengths: dict[Any, list[tuple[int, int]]] = {}
+    for group in cycles:
+        lengths.setdefault(group[column], []).append((int(group["cycle"]), int(group["n"])))
+    code = target
+
+    def cash(amount: Decimal) -> Money | None:
+        return None if code is None else Money._exact(_plain(amount), code)
+
+    result = []
+    for key in _ordered(tallies):
+        tally = tallies[key]
+        won_revenue = cash(tally.won_revenue)
+        cost = _cost(known.get(key) if by == "campaign" and isinstance(key, str) else None, money)
+        result.append(
+            EffectivenessRow(
+                key=key,
+                opportunities=tally.opportunities,
+                open=tally.open,
+                won=tally.won,
+                lost=tally.lost,
+                win_rate=_common.ratio(tally.won, tally.won + tally.lost),
+                win_rate_all=_common.ratio(tally.won, tally.opportunities),
+                won_revenue=won_revenue,
+                pipeline=cash(tally.pipeline),
+                weighted=cash(tally.weighted),
+                avg_won_deal=_common.per(won_revenue, tally.won_with_amount),
+                avg_cycle_days=_mean_days(lengths.get(key, [])),
+                cost=cost,
+                roi=_roi(won_revenue, cost),
+                cost_per_opportunity=_common.per(cost, tally.opportunities),
+                cost_per_won=_common.per(cost, tally.won),
+            )
+        )
+    return result
+
+
+def _mean_days(lengths: list[tuple[int, int]]) -> Decimal | None:
+    """The mean of per-deal day counts, each worked out as the object analytics do."""
+    from oppcore.analytics import _common
+    from oppcore.domain.money import DIVISION, EXACT
+
+    total, count = Decimal(0), 0
+    for micro, n in lengths:
+        total = EXACT.add(total, EXACT.multiply(_common.days(timedelta(microseconds=micro)), n))
+        count += n
+    return DIVISION.divide(total, Decimal(count)) if count else None
+
+
+def sales_cycle_lengths(frame: object, basis: str) -> list[Decimal]:
+    """Each closed deal's days from opening to close, sorted (``basis`` 'won' or 'closed')."""
+    from oppcore.analytics import _common
+
+    nw = _narwhals()
+    col = nw.col
+    outcomes = ["won"] if basis == "won" else ["won", "lost"]
+    lf = standing(lazy(frame), None).filter(
+        col("outcome").is_in(outcomes), ~col("closed_at").is_null()
+    )
+    grouped = rows(lf.with_columns(cycle=cycle_microseconds(nw)).group_by("cycle").agg(n=nw.len()))
+    lengths: list[Decimal] = []
+    for group in sorted(grouped, key=lambda g: int(g["cycle"])):
+        lengths.extend(
+            [_common.days(timedelta(microseconds=int(group["cycle"])))] * int(group["n"])
+        )
+    return lengths
+
+
+def snapshot(frame: object, *, as_of: datetime, known_at: datetime | None) -> Any:
+    """The rows standing at ``as_of`` as known at ``known_at``, as a frame of the same engine."""
+    return (
+        standing(lazy(frame), as_of, known_at).to_native()
+        if not _is_eager(frame)
+        else (standing(lazy(frame), as_of, known_at).collect(backend=_backend(frame)).to_native())
+    )
+
+
+def _is_eager(frame: object) -> bool:
+    nw = _narwhals()
+    return isinstance(nw.from_native(frame), nw.DataFrame)
+
+
+def _backend(frame: object) -> Any:
+    nw = _narwhals()
+    return nw.get_native_namespace(nw.from_native(frame))

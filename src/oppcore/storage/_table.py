@@ -1,0 +1,272 @@
+"""The deal table as the stores keep it: columns, encodings, and the ``find`` query.
+
+``Query`` checks the arguments of ``Repository.find`` / ``count`` once; every store answers it,
+SQLite and PostgreSQL with SQL on ``oppcore_deal_versions``, memory and JSON Lines over the
+rows they keep in memory.  The SQL text encodings live here too (exact decimal text,
+``YYYY-MM-DD`` dates, fixed-width ISO 8601 UTC datetimes), so a row read back from any store
+is the ``DealVersion`` the projector made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import attrs
+
+from oppcore._repr import short
+from oppcore.domain.stages import Outcome
+from oppcore.domain.versions import COLUMNS, DealVersion
+from oppcore.exceptions import CorruptStoreError, ValidationError
+
+TABLE = "oppcore_deal_versions"
+
+FILTERS = (
+    "stage",
+    "outcome",
+    "owner",
+    "account",
+    "campaign_id",
+    "lead_source",
+    "type",
+    "pipeline_id",
+)
+DECIMALS = frozenset({"amount", "probability", "expected_revenue"})
+DATETIMES = frozenset(
+    {"valid_from", "valid_to", "recorded_from", "recorded_to", "created_at", "closed_at"}
+)
+_OUTCOMES = frozenset(outcome.value for outcome in Outcome)
+_UTC = timezone.utc
+
+
+@attrs.frozen
+class Query:
+    """What ``find`` and ``count`` were asked: checked filters, order and page."""
+
+    filters: Mapping[str, frozenset[str]]
+    closing_from: date | None = None
+    closing_to: date | None = None
+    order_by: str = "expected_close"
+    descending: bool = False
+    limit: int | None = None
+    offset: int = 0
+
+    def matches(self, row: DealVersion) -> bool:
+        for name, values in self.filters.items():
+            if getattr(row, name) not in values:
+                return False
+        if self.closing_from is not None or self.closing_to is not None:
+            close = row.expected_close
+            if close is None:
+                return False
+            if self.closing_from is not None and close < self.closing_from:
+                return False
+            if self.closing_to is not None and close > self.closing_to:
+                return False
+        return True
+
+    def ordered(self, rows: Iterable[DealVersion]) -> list[DealVersion]:
+        """``rows`` in the query's order (None last either way, ties by opportunity id),
+        then its page."""
+        every = sorted(rows, key=lambda row: row.opportunity_id)
+        present = [row for row in every if getattr(row, self.order_by) is not None]
+        absent = [row for row in every if getattr(row, self.order_by) is None]
+        present.sort(key=lambda row: getattr(row, self.order_by), reverse=self.descending)
+        # sort(reverse=True) is stable too: ties stay in ascending opportunity id.
+        result = present + absent
+        end = None if self.limit is None else self.offset + self.limit
+        return result[self.offset : end]
+
+
+def _values(name: str, value: object) -> frozenset[str]:
+    if isinstance(value, Outcome):
+        value = value.value
+    if isinstance(value, str):
+        items: list[object] = [value]
+    elif isinstance(value, Iterable) and not isinstance(value, (bytes, Mapping)):
+        items = [item.value if isinstance(item, Outcome) else item for item in value]
+        if not items:
+            raise ValidationError(f"{name}= is an empty collection; pass None to not filter.")
+    else:
+        raise ValidationError(
+            f"{name}= takes a string or a collection of strings, not {short(value)}."
+        )
+    for item in items:
+        if not isinstance(item, str):
+            raise ValidationError(f"{name}= holds {short(item)}, which is not a string.")
+        if name == "outcome" and item not in _OUTCOMES:
+            raise ValidationError(f"outcome= holds {item!r}, which is not 'open', 'won' or 'lost'.")
+    return frozenset(items)  # type: ignore[arg-type]
+
+
+def _day(name: str, value: object) -> date | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime) or not isinstance(value, date):
+        raise ValidationError(f"{name}= takes a date, not {short(value)}.")
+    return value
+
+
+def _count(name: str, value: object, *, allow_none: bool) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValidationError(f"{name}= takes a whole number 0 or more, not {short(value)}.")
+    return value
+
+
+def query(
+    *,
+    order_by: object = "expected_close",
+    limit: object = None,
+    offset: object = 0,
+    **arguments: object,
+) -> Query:
+    """Check ``find`` arguments; ``ValidationError`` naming the first bad one."""
+    filters: dict[str, frozenset[str]] = {}
+    closing: dict[str, date | None] = {"closing_from": None, "closing_to": None}
+    for name, value in arguments.items():
+        if name in closing:
+            closing[name] = _day(name, value)
+        elif name in FILTERS:
+            if value is not None:
+                filters[name] = _values(name, value)
+        else:
+            raise ValidationError(
+                f"find() has no argument {name!r}; it filters on "
+                f"{', '.join(FILTERS)}, closing_from and closing_to."
+            )
+    if not isinstance(order_by, str):
+        raise ValidationError(f"order_by= takes a column name, not {short(order_by)}.")
+    descending = order_by.startswith("-")
+    column = order_by[1:] if descending else order_by
+    if column not in COLUMNS:
+        raise ValidationError(
+            f"order_by={order_by!r} is not a column of the deal table; "
+            f"columns: {', '.join(COLUMNS)}."
+        )
+    return Query(
+        filters=filters,
+        closing_from=closing["closing_from"],
+        closing_to=closing["closing_to"],
+        order_by=column,
+        descending=descending,
+        limit=_count("limit", limit, allow_none=True),
+        offset=_count("offset", offset, allow_none=False) or 0,
+    )
+
+
+def count_query(**arguments: object) -> Query:
+    """Check ``count`` arguments: the filters only."""
+    for name in ("order_by", "limit", "offset"):
+        if name in arguments:
+            raise ValidationError(f"count() takes the filters only, not {name}=.")
+    return query(**arguments)
+
+
+# -- SQL text encodings (SQLite) --------------------------------------------------------
+
+
+def stamp(moment: datetime) -> str:
+    """A fixed-width ISO 8601 UTC text: string order is time order."""
+    return moment.astimezone(_UTC).isoformat(timespec="microseconds")
+
+
+def encode_text(row: DealVersion) -> tuple[Any, ...]:
+    """The row as SQLite stores it: text for decimals, dates and datetimes."""
+    values: list[Any] = []
+    for name in COLUMNS:
+        value = getattr(row, name)
+        if value is None or isinstance(value, (str, int)):
+            values.append(value)
+        elif isinstance(value, Decimal):
+            values.append(str(value))
+        elif isinstance(value, datetime):
+            values.append(stamp(value))
+        elif isinstance(value, date):
+            values.append(value.isoformat())
+        else:  # pragma: no cover - the projector makes only the kinds above
+            raise ValidationError(f"Column {name!r} holds {short(value)}.")
+    return tuple(values)
+
+
+def decode_text(values: Sequence[Any]) -> DealVersion:
+    """A row read back from SQLite; ``CorruptStoreError`` when a column is not its kind."""
+    fields: dict[str, Any] = {}
+    try:
+        for name, value in zip(COLUMNS, values, strict=True):
+            if value is None:
+                fields[name] = None
+            elif name in DECIMALS:
+                fields[name] = Decimal(value)
+            elif name in DATETIMES:
+                fields[name] = datetime.fromisoformat(value).astimezone(_UTC)
+            elif name == "expected_close":
+                fields[name] = date.fromisoformat(value)
+            else:
+                fields[name] = value
+    except (TypeError, ValueError, InvalidOperation):
+        raise CorruptStoreError(
+            f"The deal table holds a row that does not read back: {short(tuple(values))}."
+        ) from None
+    return DealVersion(**fields)
+
+
+def sqlite_ddl() -> str:
+    """The deal table and its indexes, for SQLite (every statement IF NOT EXISTS)."""
+    kinds = dict.fromkeys(COLUMNS, "TEXT")
+    kinds["version"] = "INTEGER"
+    not_null = {
+        "opportunity_id",
+        "version",
+        "valid_from",
+        "recorded_from",
+        "name",
+        "pipeline_id",
+        "stage",
+        "outcome",
+        "forecast_category",
+        "probability",
+        "created_at",
+    }
+    columns = ",\n    ".join(
+        f"{name} {kinds[name]}{' NOT NULL' if name in not_null else ''}" for name in COLUMNS
+    )
+    current = "WHERE valid_to IS NULL AND recorded_to IS NULL"
+    indexes = "\n".join(
+        f"CREATE INDEX IF NOT EXISTS {TABLE}_{name} ON {TABLE} ({name}, expected_close) {current};"
+        for name in FILTERS
+    )
+    return (
+        f"CREATE TABLE IF NOT EXISTS {TABLE} (\n    {columns},\n"
+        f"    PRIMARY KEY (opportunity_id, version, recorded_from)\n);\n"
+        f"CREATE INDEX IF NOT EXISTS {TABLE}_close ON {TABLE} (expected_close) {current};\n"
+        f"{indexes}\n"
+    )
+
+
+def sql_where(q: Query, placeholder: str = "?") -> tuple[str, list[Any]]:
+    """The WHERE clause (current rows that match) and its parameters."""
+    clauses = ["valid_to IS NULL", "recorded_to IS NULL"]
+    params: list[Any] = []
+    for name, values in q.filters.items():
+        ordered = sorted(values)
+        clauses.append(f"{name} IN ({', '.join([placeholder] * len(ordered))})")
+        params.extend(ordered)
+    if q.closing_from is not None:
+        clauses.append(f"expected_close >= {placeholder}")
+        params.append(q.closing_from.isoformat())
+    if q.closing_to is not None:
+        clauses.append(f"expected_close <= {placeholder}")
+        params.append(q.closing_to.isoformat())
+    return " AND ".join(clauses), params
+
+
+def sql_order(q: Query) -> str | None:
+    """The ORDER BY clause, or None when the order needs exact decimals (sorted in Python)."""
+    if q.order_by in DECIMALS:
+        return None
+    direction = "DESC" if q.descending else "ASC"
+    return f"({q.order_by} IS NULL), {q.order_by} {direction}, opportunity_id ASC"
