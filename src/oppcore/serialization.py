@@ -5,6 +5,10 @@ Decimal digits, time zones and non-ASCII text included.  ``loads`` checks everyt
 with the same rules as the constructors, and a malformed document raises one
 ``DeserializationError`` that lists each problem with its path, such as
 ``invalid value: Quantity '-1' must be more than zero. @ $.line_items[2].quantity``.
+
+``parse_json(text)`` is oppcore's one JSON entrance: ``loads``, ``oppcore.io.load_json`` and
+the stores' records all parse through it, with one set of limits (``MAX_DOCUMENT``,
+``MAX_DEPTH``, ``MAX_NUMBER_LENGTH``, ``MAX_EXPONENT``) and one error for what they refuse.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import copy
 import enum
 import json
+import re
 import typing
 from collections.abc import Callable, Mapping
 from datetime import date, datetime
@@ -44,7 +49,18 @@ T = TypeVar("T")
 
 #: The key that names an event's class in its JSON object.
 EVENT_TAG = "event"
+
+# The limits of every JSON text oppcore reads (see parse_json and docs/concepts/serialization.md).
+#: The longest JSON text read: characters of a ``str``, bytes of UTF-8.
 MAX_DOCUMENT = 256 * 1024 * 1024
+#: How deep arrays and objects may nest (oppcore's own documents nest fewer than 12 levels).
+MAX_DEPTH = 64
+#: The longest number literal, in characters (digits, sign, point and exponent).
+MAX_NUMBER_LENGTH = 100
+#: The largest power of ten a number may have, either way: ``1e100`` is read, ``1e101`` not.
+MAX_EXPONENT = 100
+#: A report of what parse_json refused stops after this many lines.
+MAX_PROBLEMS = 20
 
 _ATTRS_CLASSES: tuple[type, ...] = (LineItem, Lead, Campaign, *EVENT_TYPES)
 
@@ -330,6 +346,232 @@ def _opportunity_hook(converter: Converter) -> Callable[[Any, Any], Opportunity]
     return structure
 
 
+# -- the one JSON entrance ---------------------------------------------------------------
+
+
+_UTF8_BOM = b"\xef\xbb\xbf"
+_JSON_WHITESPACE = " \t\n\r"
+#: A surrogate in decoded text, and the JSON escape that can make one (\\uD800 to \\uDFFF).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+class _Refused:
+    """A number or constant the parser refused, left in its place so its path can be named."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+class _KeyedTwice(dict[str, Any]):
+    """An object in which some key appears more than once (``twice`` lists them)."""
+
+    __slots__ = ("twice",)
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        super().__init__(pairs)
+        seen: set[str] = set()
+        twice: dict[str, None] = {}
+        for key, _ in pairs:
+            if key in seen:
+                twice[key] = None
+            seen.add(key)
+        self.twice = list(twice)
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json would keep the last of two equal keys without a word: a hand-edited document whose
+    # second "amount" silently wins is refused instead.
+    value = dict(pairs)
+    return value if len(value) == len(pairs) else _KeyedTwice(pairs)
+
+
+def _long(text: str) -> _Refused | None:
+    if len(text) <= MAX_NUMBER_LENGTH:
+        return None
+    return _Refused(
+        f"the number {_checks.short(text)} is {len(text):,} characters long; "
+        f"the limit is {MAX_NUMBER_LENGTH}"
+    )
+
+
+def _integer(text: str) -> int | _Refused:
+    # Checked before int() runs: int() of 100,000 digits is slow, and over 4,300 it raises.
+    return _long(text) or int(text)
+
+
+def _number(text: str) -> Decimal | _Refused:
+    refused = _long(text)
+    if refused is not None:
+        return refused
+    number = Decimal(text)  # never a float: every digit is kept
+    if not -MAX_EXPONENT <= number.adjusted() <= MAX_EXPONENT:
+        return _Refused(
+            f"the number {text!r} is out of range (powers of ten from -{MAX_EXPONENT} "
+            f"to {MAX_EXPONENT})"
+        )
+    return number
+
+
+def _constant(text: str) -> _Refused:
+    return _Refused(f"{text} is not a number JSON allows")
+
+
+def parse_json(text: str | bytes | bytearray, *, what: str = "The document") -> Any:
+    """The data in JSON ``text``, or ``DeserializationError`` naming each problem's path.
+
+    Every JSON text oppcore reads comes through here, with one set of limits: at most
+    ``MAX_DOCUMENT`` characters (bytes of UTF-8 when ``text`` is bytes; one leading byte order
+    mark is skipped), arrays and objects nested at most ``MAX_DEPTH`` deep, numbers of at most
+    ``MAX_NUMBER_LENGTH`` characters and powers of ten within ``MAX_EXPONENT`` (read as
+    ``Decimal`` or ``int``, never float).  Refused: ``NaN`` and ``Infinity``, a key twice in
+    one object, and a lone surrogate in any text (``"\\ud83d"``, half an escaped emoji), which
+    no store can write.  ``what`` starts the message (``"The document"``, ``"Line 7 of
+    'deals.jsonl'"``).  Each line of ``errors`` ends with where the problem is:
+    ``invalid JSON: key 'name' appears twice in one object @ $.opportunities[3].name``.
+    """
+    if not isinstance(text, (str, bytes, bytearray)):
+        raise DeserializationError(
+            f"{what} must be JSON text (str or UTF-8 bytes), not {_checks.short(text)}."
+        )
+    if len(text) > MAX_DOCUMENT:  # before anything is decoded or parsed
+        unit = "characters" if isinstance(text, str) else "bytes"
+        raise _refusal(what, [("$", f"it is {len(text):,} {unit}; the limit is {MAX_DOCUMENT:,}")])
+    if isinstance(text, str):
+        decoded = text[1:] if text[:1] == "\ufeff" else text
+    else:
+        skipped = 3 if text[:3] == _UTF8_BOM else 0
+        raw = text[skipped:] if skipped else text
+        try:
+            decoded = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            byte, at = raw[exc.start], exc.start + skipped
+            raise _refusal(
+                what, [("$", f"the text is not UTF-8 (byte 0x{byte:02x} at offset {at:,})")]
+            ) from None
+    if not decoded.strip(_JSON_WHITESPACE):
+        raise _refusal(what, [("$", "the text is empty")])
+    try:
+        data = json.loads(
+            decoded,
+            object_pairs_hook=_object,
+            parse_float=_number,
+            parse_int=_integer,
+            parse_constant=_constant,
+        )
+    except json.JSONDecodeError as exc:
+        raise _refusal(what, [("$", str(exc))]) from None
+    except RecursionError:
+        raise _refusal(
+            what, [("$", f"arrays and objects nest deeper than {MAX_DEPTH} levels")]
+        ) from None
+    check_text = bool(
+        _SURROGATE_ESCAPE.search(decoded) or (not decoded.isascii() and _SURROGATE.search(decoded))
+    )
+    problems = _problems(data, check_text=check_text)
+    if problems:
+        raise _refusal(what, problems)
+    return data
+
+
+#: Where a value is: None for the document, else (where its container is, key or index).
+_Trail = tuple[Any, "str | int"] | None
+
+
+def _problems(data: Any, *, check_text: bool) -> list[tuple[str, str]]:
+    """What the parser left refused in ``data``, as (path, reason), in document order.
+
+    One pass, without recursion; only containers are stacked, and a path is spelled out only
+    for a problem.  Text is searched for surrogates only when ``check_text`` (the document
+    holds a surrogate escape), so a clean document costs one walk over its containers.
+    """
+    found: list[tuple[_Trail, str]] = []
+    kind = type(data)
+    if kind is not dict and kind is not list and kind is not _KeyedTwice:
+        reason = _scalar_problem(data, check_text=check_text)
+        return [("$", reason)] if reason else []
+    stack: list[tuple[Any, int, _Trail]] = [(data, 1, None)]
+    while stack and len(found) < MAX_PROBLEMS:
+        container, depth, trail = stack.pop()
+        if depth > MAX_DEPTH:
+            found.append((trail, f"arrays and objects nest deeper than {MAX_DEPTH} levels"))
+            continue
+        nested: list[tuple[Any, int, _Trail]] = []
+        items: Any
+        if type(container) is list:
+            items = enumerate(container)
+        else:
+            items = container.items()
+            if type(container) is _KeyedTwice:
+                found.extend(
+                    ((trail, key), f"key {_checks.short(key)} appears twice in one object")
+                    for key in container.twice
+                )
+        for key, child in items:
+            kind = type(child)
+            if kind is dict or kind is list or kind is _KeyedTwice:
+                nested.append((child, depth + 1, (trail, key)))
+            elif kind is _Refused or (check_text and kind is str):
+                reason = _scalar_problem(child, check_text=check_text)
+                if reason:
+                    found.append(((trail, key), reason))
+            match = _SURROGATE.search(key) if check_text and type(key) is str else None
+            if match:
+                found.append(((trail, key), f"key {_surrogate(key, match)}"))
+        stack.extend(reversed(nested))
+    return [(_path(trail), reason) for trail, reason in found[:MAX_PROBLEMS]]
+
+
+def _scalar_problem(value: Any, *, check_text: bool) -> str | None:
+    if type(value) is _Refused:
+        return value.reason
+    if check_text and type(value) is str:
+        match = _SURROGATE.search(value)
+        if match:
+            return f"text {_surrogate(value, match)}"
+    return None
+
+
+def _surrogate(text: str, match: re.Match[str]) -> str:
+    return (
+        f"{_checks.short(text)} holds a lone surrogate (U+{ord(match.group()):04X} at position "
+        f"{match.start():,}), which is not Unicode"
+    )
+
+
+def _path(trail: _Trail) -> str:
+    """``$.opportunities[3].name`` for a trail, as cattrs spells paths."""
+    steps: list[str] = []
+    while trail is not None:
+        trail, key = trail
+        if type(key) is int:
+            steps.append(f"[{key}]")
+        elif isinstance(key, str) and _NAME.match(key):
+            steps.append(f".{key}")
+        else:
+            steps.append(f"[{key!r}]")
+    return "$" + "".join(reversed(steps))
+
+
+def _refusal(what: str, problems: list[tuple[str, str]]) -> DeserializationError:
+    lines = [f"invalid JSON: {reason} @ {path}" for path, reason in problems]
+    if len(problems) == 1:
+        # One problem is one sentence (one line in a log or after "oppcore:"); ``errors``
+        # still holds its line with the path, as for several.
+        path, reason = problems[0]
+        where = "" if path == "$" else f" at {path}"
+        error = DeserializationError(f"{what} is not valid JSON: {reason}{where}.")
+        error.errors = tuple(lines)
+        return error
+    more = " (reading stopped there)" if len(problems) >= MAX_PROBLEMS else ""
+    return DeserializationError(
+        f"{what} is not valid JSON: {len(problems)} problems{more}.", errors=lines
+    )
+
+
 # -- the public functions --------------------------------------------------------------
 
 
@@ -383,20 +625,14 @@ def dumps(value: Any) -> str:
 
 
 def loads(text: str | bytes, cls: type[T]) -> T:
-    """The value of type ``cls`` in JSON ``text``; ``cls`` may be ``Event`` for any event."""
+    """The value of type ``cls`` in JSON ``text``; ``cls`` may be ``Event`` for any event.
+
+    ``text`` is read by ``parse_json`` (its limits and refusals apply), then checked by
+    ``structure``.
+    """
     if not isinstance(text, (str, bytes, bytearray)):
         raise DeserializationError(f"loads() reads JSON text, not {_checks.short(text)}.")
-    if len(text) > MAX_DOCUMENT:
-        raise DeserializationError(
-            f"The document is {len(text):,} bytes; the limit is {MAX_DOCUMENT:,}."
-        )
-    try:
-        data = json.loads(text, parse_float=Decimal, parse_constant=_no_constant)
-    except (ValueError, RecursionError) as exc:
-        raise DeserializationError(
-            f"The document is not valid JSON: {exc}.", errors=[f"invalid JSON ({exc}) @ $"]
-        ) from None
-    return structure(data, cls)
+    return structure(parse_json(text), cls)
 
 
 def _format(exc: BaseException, kind: Any) -> str:
@@ -405,8 +641,16 @@ def _format(exc: BaseException, kind: Any) -> str:
     return format_exception(exc, kind)
 
 
-def _no_constant(text: str) -> Any:
-    raise ValueError(f"{text} is not a number")
-
-
-__all__ = ["EVENT_TAG", "dumps", "loads", "make_converter", "structure", "unstructure"]
+__all__ = [
+    "EVENT_TAG",
+    "MAX_DEPTH",
+    "MAX_DOCUMENT",
+    "MAX_EXPONENT",
+    "MAX_NUMBER_LENGTH",
+    "dumps",
+    "loads",
+    "make_converter",
+    "parse_json",
+    "structure",
+    "unstructure",
+]

@@ -867,10 +867,10 @@ BAD_CALLS: list[tuple[str, Call, type[OppcoreError], str]] = [
         r"known_at '2027-03-01T09:00:00' is naive",
     ),
     (
-        "snapshot as_of a date",
-        lambda opps: snapshot(opps, as_of=date(2027, 3, 1)),  # type: ignore[arg-type]
+        "snapshot as_of a text",
+        lambda opps: snapshot(opps, as_of="2027-03-01"),  # type: ignore[arg-type]
         ValidationError,
-        r"datetime.date\(2027, 3, 1\)",
+        r"as_of must be a datetime or a date, not '2027-03-01'",
     ),
     (
         "snapshot of a str",

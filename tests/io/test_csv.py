@@ -638,8 +638,9 @@ def test_a_blank_amount_is_unknown_and_a_zero_amount_is_zero() -> None:
     assert zero.amount == Money("0", "THB")
 
 
-def test_a_huge_field_is_a_rejected_row_and_reading_goes_on() -> None:
-    """A cell over the csv module's field limit is reported at its line; later rows import."""
+def test_a_huge_field_is_read_and_the_domains_limit_rejects_its_row() -> None:
+    """A 200,000-character name is read whole (past the csv module's 131,072 default) and
+    refused by the domain's text limit at its line; later rows import."""
     text = HEADER + f'd1,"{"x" * 200_000}",Wait,,2026-01-05,\r\n' + "d2,Deal,Wait,,2026-01-05,\r\n"
 
     result = read_csv(_csv(text), mapping=SIMPLE, clock=NOW)
@@ -647,7 +648,8 @@ def test_a_huge_field_is_a_rejected_row_and_reading_goes_on() -> None:
     assert [opp.id for opp in result.opportunities] == ["d2"]
     [bad] = result.rejected
     assert bad.line == 2
-    assert "field larger than field limit" in bad.reason
+    assert bad.row["name"] == "x" * 200_000
+    assert bad.reason == "Opportunity name is 200,000 characters; the limit is 100,000."
 
 
 def test_a_deal_dated_after_the_import_is_rejected() -> None:

@@ -96,6 +96,14 @@ def thai_pipeline() -> Pipeline:
     )
 
 
+#: A lead, a campaign and a pipeline, each with the getter that reads it back.
+SNAPSHOTS: dict[str, tuple[Callable[[], Any], Callable[[Repository, str], Any]]] = {
+    "lead": (lambda: Lead("l1", "ลูกค้า"), Repository.get_lead),
+    "campaign": (lambda: Campaign("c1", "แคมเปญ"), Repository.get_campaign),
+    "pipeline": (thai_pipeline, Repository.get_pipeline),
+}
+
+
 class EventStoreContract(abc.ABC):
     """The behaviour every event store promises, as a pytest suite to inherit.
 
@@ -438,10 +446,11 @@ class EventStoreContract(abc.ABC):
     ) -> None:
         """A saved custom pipeline comes back equal, labels, transitions and all."""
         pipeline = thai_pipeline()
-        assert Repository(store, clock=clock).save(pipeline) is pipeline
+        saved = Repository(store, clock=clock).save(pipeline)
+        assert (saved, saved.version, pipeline.version) == (pipeline, 1, 0)
         repo = Repository(self._reopen(store, tmp_path), clock=clock)
         loaded = repo.get_pipeline("ขายส่ง-ภาคเหนือ")
-        assert loaded == pipeline
+        assert (loaded, loaded.version) == (pipeline, 1)
         assert loaded.stage("ติดต่อ").label_for("th") == "ติดต่อลูกค้า"
         assert loaded.transitions == pipeline.transitions
         assert loaded.keep_manual_probability is True
@@ -541,12 +550,12 @@ class EventStoreContract(abc.ABC):
             "StageChanged",
             "FieldsChanged",
         ]
-        lead = Lead("L1", "นภา")
-        repo.save(lead)
-        repo.save(Lead("L1", "นภา"))
+        lead = repo.save(Lead("L1", "นภา"))
+        assert repo.save(Lead("L1", "นภา")) == lead
         assert len(list(store.read_all())) == 4
-        repo.save(Lead("L1", "นภา", company="บริษัท"))
-        assert repo.get_lead("L1").company == "บริษัท"
+        with_company = repo.save(attrs.evolve(repo.get_lead("L1"), company="บริษัท"))
+        assert (with_company.company, with_company.version) == ("บริษัท", 2)
+        assert repo.get_lead("L1") == with_company
         assert len(list(store.read_all())) == 5
 
     def test_two_diverging_copies_conflict_and_reload_and_retry_works(
@@ -587,6 +596,35 @@ class EventStoreContract(abc.ABC):
         with pytest.raises(ConcurrencyError) as caught:
             repo.save(mine.update(owner="me", clock=clock))
         assert (caught.value.stream_id, caught.value.expected, caught.value.actual) == ("o1", 1, 2)
+
+    @pytest.mark.parametrize("kind", list(SNAPSHOTS))
+    def test_a_stale_lead_campaign_or_pipeline_conflicts_and_writes_nothing(
+        self, store: EventStore, clock: FixedClock, kind: str
+    ) -> None:
+        """Of two copies read at one version, the second save raises ConcurrencyError; the first stays."""
+        make, get = SNAPSHOTS[kind]
+        repo = Repository(store, clock=clock)
+        value = repo.save(make())
+        mine, theirs = get(repo, value.id), get(repo, value.id)
+        assert (mine.version, theirs.version) == (1, 1)
+        theirs = repo.save(attrs.evolve(theirs, name="ของเขา"))
+        assert theirs.version == 2
+        stored = list(store.read_all())
+        for stale in (attrs.evolve(mine, name="ของฉัน"), attrs.evolve(make(), name="ใหม่")):
+            with pytest.raises(ConcurrencyError) as caught:
+                repo.save(stale)
+            error = caught.value
+            assert (error.stream_id, error.expected, error.actual) == (
+                f"{kind}:{value.id}",
+                stale.version,
+                2,
+            )
+            assert list(store.read_all()) == stored
+        assert (get(repo, value.id).name, get(repo, value.id).version) == ("ของเขา", 2)
+        assert repo.save(attrs.evolve(mine, name="ของเขา")).version == 2  # same content: no-op
+        retried = repo.save(attrs.evolve(get(repo, value.id), name="ของฉัน"))
+        assert (retried.version, get(repo, value.id)) == (3, retried)
+        assert len(list(store.read_all())) == len(stored) + 1
 
     def test_save_all_stores_every_value(self, store: EventStore, clock: FixedClock) -> None:
         """``save_all`` stores opportunities, leads, campaigns and pipelines together."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from decimal import Decimal
+from typing import TypeAlias
 
 from oppcore import clock as _clock
 from oppcore._repr import short
@@ -15,12 +17,135 @@ from oppcore.exceptions import CurrencyMismatchError, ValidationError
 
 _DAY_SECONDS = Decimal(86400)
 
+UTC = timezone.utc
+#: What ``time_zone=`` takes: a zone name (``"Asia/Bangkok"``, ``"UTC"``, ``"+07:00"``), a
+#: ``tzinfo``, or None for UTC.
+ZoneLike: TypeAlias = "str | tzinfo | None"
+#: A moment: an aware datetime, or a date, meaning a whole local day.
+When: TypeAlias = "datetime | date"
 
-def deals(opps: Iterable[Opportunity], as_of: datetime | None) -> list[Opportunity]:
-    """The opportunities to analyse: each as it stood at ``as_of`` (left out if not yet open)."""
+_OFFSET = re.compile(r"([+-])(\d{2}):?(\d{2})")
+_FIRST = datetime.min.replace(tzinfo=UTC)
+_LAST = datetime.max.replace(tzinfo=UTC)
+_PROBE = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+# -- time zones: the calendar days and periods are the local ones ------------------------
+
+
+def time_zone(value: object) -> tzinfo:
+    """The zone whose calendar the analytics read: ``time_zone=`` checked.
+
+    A zone name (``zoneinfo``), ``"UTC"``, a fixed offset such as ``"+07:00"``, a ``tzinfo``,
+    or None (UTC).
+    """
+    if value is None:
+        return UTC
+    if isinstance(value, tzinfo):
+        try:
+            offset = _PROBE.replace(tzinfo=value).utcoffset()
+        except Exception:  # a tzinfo of the caller's own that cannot answer
+            offset = None
+        if offset is None:
+            raise ValidationError(
+                f"time_zone {short(value)} gives no UTC offset: pass a zone such as "
+                "zoneinfo.ZoneInfo('Asia/Bangkok')."
+            )
+        return value
+    if not isinstance(value, str):
+        raise ValidationError(
+            "time_zone must be a zone name such as 'Asia/Bangkok', 'UTC' or '+07:00', "
+            f"or a tzinfo, not {short(value)}."
+        )
+    if value.upper() in ("UTC", "Z"):
+        return UTC
+    offset_match = _OFFSET.fullmatch(value)
+    if offset_match:
+        sign = -1 if offset_match.group(1) == "-" else 1
+        hours, minutes = int(offset_match.group(2)), int(offset_match.group(3))
+        if hours >= 24 or minutes >= 60:
+            raise ValidationError(f"time_zone offset {value!r} is not an offset under a day.")
+        return timezone(sign * timedelta(hours=hours, minutes=minutes))
+    import zoneinfo  # only when a zone is named
+
+    try:
+        return zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        # OSError: a name that is a folder of the zone database, or too long for a path.
+        raise ValidationError(
+            f"time_zone {short(value)} is not a time zone this system knows; give a name "
+            "such as 'Asia/Bangkok', 'UTC' or an offset such as '+07:00'."
+        ) from None
+
+
+def local_date(moment: datetime, zone: tzinfo) -> date:
+    """The calendar date of the aware ``moment`` in ``zone``.
+
+    An instant whose local date would fall outside the calendar (the last hours of
+    9999 seen east of them, the first of year 1 seen west) takes the calendar's last or
+    first day.
+    """
+    if moment.tzinfo is zone:
+        return moment.date()
+    try:
+        return moment.astimezone(zone).date()
+    except OverflowError:
+        return date.max if moment.year > date.max.year // 2 else date.min
+
+
+def instant(value: object, what: str, zone: tzinfo, *, end_of_day: bool = True) -> datetime:
+    """``value`` as an aware UTC datetime: a datetime as it is, a date as the end of that
+    local day in ``zone`` (or its start, with ``end_of_day=False``).
+
+    A moment that UTC cannot hold (the end of 31 December 9999 west of Greenwich) is
+    clamped to the calendar's last (or first) instant: nothing a store holds lies beyond it.
+    """
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValidationError(
+                f"{what} {value.isoformat()!r} is naive: give it a timezone, such as UTC."
+            )
+        moment = value
+    elif isinstance(value, date):
+        moment = datetime.combine(value, time.max if end_of_day else time.min, zone)
+    else:
+        raise ValidationError(f"{what} must be a datetime or a date, not {short(value)}.")
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        return _LAST if moment.year > date.max.year // 2 else _FIRST
+
+
+def local_span(start: datetime, end: datetime, zone: tzinfo) -> timedelta:
+    """``end - start`` as the clocks of ``zone`` show it: from 9:00 to 9:00 a month later
+    is a whole number of days even when daylight saving began in between, so deals dated
+    by calendar dates are whole days apart."""
+    elapsed = end - start
+    if isinstance(zone, timezone):  # one offset all year
+        return elapsed
+    return elapsed + _offset(end, zone) - _offset(start, zone)
+
+
+def _offset(moment: datetime, zone: tzinfo) -> timedelta:
+    try:
+        local = moment.astimezone(zone)
+    except OverflowError:  # at the calendar's edge: the zone's offset for that wall time
+        try:
+            return zone.utcoffset(moment.replace(tzinfo=None)) or timedelta(0)
+        except (OverflowError, ValueError):
+            return timedelta(0)
+    return local.utcoffset() or timedelta(0)
+
+
+# -- the deals -----------------------------------------------------------------------------
+
+
+def deals(opps: Iterable[Opportunity], as_of: When | None, zone: tzinfo = UTC) -> list[Opportunity]:
+    """The opportunities to analyse: each as it stood at ``as_of`` (left out if not yet open);
+    ``as_of`` a date is the end of that day in ``zone``."""
     if isinstance(opps, (str, bytes, Mapping)) or not isinstance(opps, Iterable):
         raise ValidationError(f"Analytics take an iterable of Opportunity, not {short(opps)}.")
-    moment = None if as_of is None else _checks.aware(as_of, "as_of")
+    moment = None if as_of is None else instant(as_of, "as_of", zone)
     result = []
     for opp in opps:
         if not isinstance(opp, Opportunity):
@@ -34,10 +159,14 @@ def deals(opps: Iterable[Opportunity], as_of: datetime | None) -> list[Opportuni
     return result
 
 
-def today(as_of: datetime | None, clock: _clock.Clock | None = None) -> date:
-    """The day open deals without a date are valued on: ``as_of``'s, or the clock's today."""
-    moment = _clock.resolve(clock).now() if as_of is None else as_of
-    return _checks.aware(moment, "as_of").date()
+def today(as_of: When | None, clock: _clock.Clock | None = None, zone: tzinfo = UTC) -> date:
+    """The day open deals without a date are valued on: ``as_of``'s, or the clock's today,
+    in ``zone``."""
+    if as_of is None:
+        return local_date(instant(_clock.resolve(clock).now(), "now", zone), zone)
+    if isinstance(as_of, date) and not isinstance(as_of, datetime):
+        return as_of
+    return local_date(instant(as_of, "as_of", zone), zone)
 
 
 class Valuation:
@@ -50,11 +179,13 @@ class Valuation:
         currency: str | None,
         rates: ExchangeRates | None,
         valued_on: date,
+        zone: tzinfo = UTC,
     ) -> None:
         if rates is not None and not isinstance(rates, ExchangeRates):
             raise ValidationError(f"rates must be ExchangeRates, not {short(rates)}.")
         self.rates = rates
         self.valued_on = valued_on
+        self.zone = zone
         self._conversions: dict[tuple[str, date], Callable[[Decimal], Decimal]] = {}
         if currency is not None and rates is not None:
             self.currency: str | None = currency_code(currency)
@@ -80,7 +211,7 @@ class Valuation:
     def day(self, opp: Opportunity) -> date:
         """The date a deal's money is converted at: close date, expected close, or today."""
         if opp.closed_at is not None:
-            return opp.closed_at.date()
+            return local_date(opp.closed_at, self.zone)
         return opp.expected_close or self.valued_on
 
     def convert(self, money: Money | None, on: date) -> Money | None:

@@ -136,8 +136,9 @@ def _offsets(zone: tzinfo, low: datetime, high: datetime) -> list[tuple[datetime
     return changes
 
 
-def local_day(lf: Any, column: str, zone: tzinfo) -> Any:
-    """An expression for the local calendar date of the UTC ``column`` in ``zone``.
+def local_time(lf: Any, column: str, zone: tzinfo) -> Any:
+    """An expression for the UTC ``column`` as the clocks of ``zone`` show it (a naive-looking
+    wall time, kept in the column's own type).
 
     Engines differ in how they convert zones (DuckDB keeps the zone in the connection), so
     the offsets in force between the column's least and greatest value are worked out here,
@@ -145,16 +146,23 @@ def local_day(lf: Any, column: str, zone: tzinfo) -> Any:
     """
     nw = _narwhals()
     col = nw.col(column)
+    if zone is _UTC:
+        return col
     bounds = rows(lf.select(low=col.min(), high=col.max()))[0]
     low, high = bounds["low"], bounds["high"]
-    if low is None or zone is _UTC:
-        return col.dt.date()
+    if low is None:
+        return col
     low, high = _aware(low), _aware(high)
     changes = _offsets(zone, low, high)
     shifted = col + nw.lit(changes[-1][1])
     for (_, shift), (end, _) in zip(changes[-2::-1], changes[:0:-1], strict=True):
         shifted = nw.when(col < nw.lit(end)).then(col + nw.lit(shift)).otherwise(shifted)
-    return shifted.dt.date()
+    return shifted
+
+
+def local_day(lf: Any, column: str, zone: tzinfo) -> Any:
+    """An expression for the local calendar date of the UTC ``column`` in ``zone``."""
+    return local_time(lf, column, zone).dt.date()
 
 
 def _aware(value: datetime) -> datetime:
@@ -369,10 +377,10 @@ _KEY_COLUMNS = {
 }
 
 
-def cycle_microseconds(nw: Any) -> Any:
-    """Microseconds from opening to close, exact on every engine (no int64 overflow: the
-    whole seconds and the microseconds are separate columns until Python adds them)."""
-    span = nw.col("closed_at") - nw.col("created_at")
+def cycle_microseconds(lf: Any, zone: tzinfo = _UTC) -> Any:
+    """Microseconds from opening to close as the clocks of ``zone`` show them (as
+    ``_common.local_span`` counts them), exact on every engine."""
+    span = local_time(lf, "closed_at", zone) - local_time(lf, "created_at", zone)
     return span.dt.total_microseconds()
 
 
@@ -447,9 +455,9 @@ def effectiveness(
         .group_by(keys, drop_null_keys=False)
         .agg(n=nw.len(), counted=col("amount").count(), amount=col("amount").sum())
     )
+    won_lf = lf.filter(col("outcome") == "won", ~col("closed_at").is_null())
     cycles = rows(
-        lf.filter(col("outcome") == "won", ~col("closed_at").is_null())
-        .with_columns(cycle=cycle_microseconds(nw))
+        won_lf.with_columns(cycle=cycle_microseconds(won_lf, zone))
         .group_by([column, "cycle"], drop_null_keys=False)
         .agg(n=nw.len())
     )
@@ -531,8 +539,9 @@ def _mean_days(lengths: list[tuple[int, int]]) -> Decimal | None:
     return DIVISION.divide(total, Decimal(count)) if count else None
 
 
-def sales_cycle_lengths(frame: object, basis: str) -> list[Decimal]:
-    """Each closed deal's days from opening to close, sorted (``basis`` 'won' or 'closed')."""
+def sales_cycle_lengths(frame: object, basis: str, zone: tzinfo = _UTC) -> list[Decimal]:
+    """Each closed deal's days from opening to close on the clocks of ``zone``, sorted
+    (``basis`` 'won' or 'closed')."""
     from oppcore.analytics import _common
 
     nw = _narwhals()
@@ -541,7 +550,9 @@ def sales_cycle_lengths(frame: object, basis: str) -> list[Decimal]:
     lf = standing(lazy(frame), None).filter(
         col("outcome").is_in(outcomes), ~col("closed_at").is_null()
     )
-    grouped = rows(lf.with_columns(cycle=cycle_microseconds(nw)).group_by("cycle").agg(n=nw.len()))
+    grouped = rows(
+        lf.with_columns(cycle=cycle_microseconds(lf, zone)).group_by("cycle").agg(n=nw.len())
+    )
     lengths: list[Decimal] = []
     for group in sorted(grouped, key=lambda g: int(g["cycle"])):
         lengths.extend(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -102,20 +102,25 @@ def effectiveness(
     by: Literal["campaign", "lead_source", "type", "owner", "account"]
     | Callable[[Opportunity], Hashable],
     campaigns: Iterable[Campaign] | None = None,
-    as_of: datetime | None = None,
+    as_of: datetime | date | None = None,
     currency: str | None = None,
     rates: ExchangeRates | None = None,
     clock: Clock | None = None,
+    time_zone: _common.ZoneLike = None,
 ) -> Table[EffectivenessRow]:
     """Counts, both win rates, revenue, pipeline and, for campaigns, cost and ROI, per key.
 
     Rows come in key order, with the row for deals without a key (``None``) last.  With
     ``by="campaign"`` every campaign given appears, even one that brought no deal.
+    ``time_zone`` (default UTC) is the calendar of the days: ``as_of`` given as a date (the
+    end of that day), the close dates rates are taken on, and ``avg_cycle_days``, counted as
+    that zone's clocks show it (see ``sales_cycle``).
     """
     key_of = _key_function(by)
     known = _campaigns(campaigns)
-    deals = _common.deals(opps, as_of)
-    money = _common.Valuation(deals, currency, rates, _common.today(as_of, clock))
+    zone = _common.time_zone(time_zone)
+    deals = _common.deals(opps, as_of, zone)
+    money = _common.Valuation(deals, currency, rates, _common.today(as_of, clock, zone), zone)
     tallies: dict[Hashable, _Tally] = {}
     if by == "campaign":
         for campaign_id in known:
@@ -150,7 +155,9 @@ def effectiveness(
                 tally.won_revenue = add(tally.won_revenue, value)
                 tally.won_with_amount += 1
             if opp.closed_at is not None:
-                tally.cycles.append(_common.days(opp.closed_at - opp.created_at))
+                tally.cycles.append(
+                    _common.days(_common.local_span(opp.created_at, opp.closed_at, zone))
+                )
         else:
             tally.lost += 1
     code = money.currency
@@ -239,13 +246,22 @@ class CycleStats:
 
 
 def sales_cycle(
-    opps: Iterable[Opportunity], *, basis: Literal["won", "closed"] = "won"
+    opps: Iterable[Opportunity],
+    *,
+    basis: Literal["won", "closed"] = "won",
+    time_zone: _common.ZoneLike = None,
 ) -> CycleStats:
-    """Days from opening to close over won deals (``basis="won"``) or won and lost ("closed")."""
+    """Days from opening to close over won deals (``basis="won"``) or won and lost ("closed").
+
+    Days are counted as the clocks of ``time_zone`` (default UTC) show them: a deal opened
+    and closed at local midnights is a whole number of days long, even when daylight saving
+    began or ended in between (then one day of it had 23 or 25 hours).
+    """
     if basis not in ("won", "closed"):
         raise ValidationError(f"basis {short(basis)} is not 'won' or 'closed'.")
+    zone = _common.time_zone(time_zone)
     lengths = sorted(
-        _common.days(opp.closed_at - opp.created_at)
+        _common.days(_common.local_span(opp.created_at, opp.closed_at, zone))
         for opp in _common.deals(opps, None)
         if opp.closed_at is not None and (opp.is_won or (basis == "closed" and opp.is_lost))
     )

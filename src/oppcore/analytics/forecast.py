@@ -61,22 +61,28 @@ def forecast(
     *,
     period: Grain = "month",
     calendar: FiscalCalendar | None = None,
-    as_of: datetime | None = None,
+    as_of: datetime | date | None = None,
     currency: str | None = None,
     rates: ExchangeRates | None = None,
     probabilities: Mapping[str, Decimal | int | str] | None = None,
     clock: Clock | None = None,
+    time_zone: _common.ZoneLike = None,
 ) -> Table[ForecastRow]:
     """Revenue by period: the open pipeline by expected close, won and lost by close date.
 
-    ``as_of`` answers for the pipeline as it stood then.  ``probabilities`` maps stage keys
-    to percentages that replace each deal's own (for example learned win rates).
+    ``as_of`` answers for the pipeline as it stood then (a date: the end of that day).
+    ``probabilities`` maps stage keys to percentages that replace each deal's own (for
+    example learned win rates).  Periods are those of ``time_zone``'s calendar (default
+    UTC): a deal closed at 01:00 on 1 April in Bangkok counts in April with
+    ``time_zone="Asia/Bangkok"``, in March in UTC.  Expected closes are dates, never moved.
     """
     grain = check_grain(period)
     fiscal = check_calendar(calendar)
     chances = _common.probabilities_map(probabilities)
-    deals = _common.deals(opps, as_of)
-    money = _common.Valuation(deals, currency, rates, _common.today(as_of, clock))
+    zone = _common.time_zone(time_zone)
+    deals = _common.deals(opps, as_of, zone)
+    money = _common.Valuation(deals, currency, rates, _common.today(as_of, clock, zone), zone)
+    local_date = _common.local_date
     buckets: dict[Period | None, _Bucket] = {}
     by_day: dict[object, _Bucket] = {}  # each day's bucket, so a period is worked out once a day
 
@@ -112,7 +118,8 @@ def forecast(
                 factor = fractions[chance] = EXACT.divide(chance, _HUNDRED)
             row.weighted = add(row.weighted, multiply(value, factor))
         else:
-            row = bucket(opp.closed_at.date() if opp.closed_at is not None else None)
+            closed = opp.closed_at
+            row = bucket(None if closed is None else local_date(closed, zone))
             if stage.outcome is won_:
                 row.won_count += 1
                 value = money.value(opp)
@@ -165,10 +172,11 @@ def forecast_range(
     simulations: int = 10_000,
     seed: int | None = None,
     quantiles: Iterable[Decimal | int | str] = (Decimal("0.1"), Decimal("0.5"), Decimal("0.9")),
-    as_of: datetime | None = None,
+    as_of: datetime | date | None = None,
     currency: str | None = None,
     rates: ExchangeRates | None = None,
     clock: Clock | None = None,
+    time_zone: _common.ZoneLike = None,
 ) -> Table[ForecastRangeRow]:
     """The spread of each period's revenue from its open deals.
 
@@ -176,6 +184,8 @@ def forecast_range(
     ``sum(a * p)`` and ``sqrt(sum(a**2 * p * (1 - p)))``.  The quantiles come from
     ``simulations`` runs in which each deal is won with its probability; the same ``seed``
     gives the same answer.  Open deals without an expected close make the last row.
+    Deals fall in periods by their expected close, a date; ``time_zone`` (default UTC)
+    is the calendar of ``as_of`` (a date: the end of that day) and of today.
     """
     grain = check_grain(period)
     fiscal = check_calendar(calendar)
@@ -183,8 +193,9 @@ def forecast_range(
     levels = _levels(quantiles)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ValidationError(f"seed must be a whole number or None, not {short(seed)}.")
-    deals = _common.deals(opps, as_of)
-    money = _common.Valuation(deals, currency, rates, _common.today(as_of, clock))
+    zone = _common.time_zone(time_zone)
+    deals = _common.deals(opps, as_of, zone)
+    money = _common.Valuation(deals, currency, rates, _common.today(as_of, clock, zone), zone)
     groups: dict[Period | None, list[tuple[Money, Decimal]]] = {}
     for opp in deals:
         amount = money.amount(opp)

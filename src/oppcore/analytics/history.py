@@ -13,24 +13,29 @@ from oppcore._repr import short
 from oppcore.analytics import _common
 from oppcore.analytics.effectiveness import _key_function, _ordered, _title
 from oppcore.analytics.table import Table
-from oppcore.domain import _checks
 from oppcore.domain.events import FieldsChanged, Opened
 from oppcore.domain.opportunity import Opportunity
 from oppcore.exceptions import ValidationError
 
 
 def snapshot(
-    opps: Iterable[Opportunity], *, as_of: datetime, known_at: datetime | None = None
+    opps: Iterable[Opportunity],
+    *,
+    as_of: datetime | date,
+    known_at: datetime | date | None = None,
+    time_zone: _common.ZoneLike = None,
 ) -> list[Opportunity]:
     """Each deal as it stood at valid time ``as_of``, leaving out deals not yet open then.
 
     With ``known_at``, only what had been recorded by then counts: a change recorded later
     but back-dated to before ``as_of`` is left out, as a report run at ``known_at`` saw it.
+    A date for either means the end of that day in ``time_zone`` (default UTC).
     """
     if as_of is None:
         raise ValidationError("snapshot needs as_of=, the time to read the pipeline at.")
-    moment = _checks.aware(as_of, "as_of")
-    known = None if known_at is None else _checks.aware(known_at, "known_at")
+    zone = _common.time_zone(time_zone)
+    moment = _common.instant(as_of, "as_of", zone)
+    known = None if known_at is None else _common.instant(known_at, "known_at", zone)
     deals = _common.deals(opps, None)
     result = []
     for opp in deals:
@@ -88,6 +93,9 @@ def _slipped(opp: Opportunity) -> SlippageRow | None:
 
 def slippage(opps: Iterable[Opportunity]) -> Table[SlippageRow]:
     """Per deal that ever had an expected close: how often and how far it was pushed out.
+
+    Expected closes are dates, and days slipped are days between dates: no time zone
+    enters, so ``slippage`` takes no ``time_zone``.
 
     A date cleared and set again is compared with the last date the deal had.  Rows come
     most-slipped first (days, then pushes), then in the order given.

@@ -206,11 +206,12 @@ def _window(value: object) -> tuple[date, date] | None:
 def pipeline_movement(
     opps: Iterable[Opportunity],
     *,
-    start: datetime,
-    end: datetime,
+    start: datetime | date,
+    end: datetime | date,
     window: Period | tuple[date, date] | None = None,
     currency: str | None = None,
     rates: ExchangeRates | None = None,
+    time_zone: _common.ZoneLike = None,
 ) -> Movement:
     """The open pipeline at ``start`` and at ``end``, and the buckets that explain the change.
 
@@ -218,10 +219,13 @@ def pipeline_movement(
     whose expected close falls in it; a deal with no expected close is then outside it.
     Mixed currencies need ``currency=`` and ``rates=``: every amount, at both ends, is then
     converted at the rate of ``end``'s date, so a rate change never shows as a bucket.
+    ``start`` and ``end`` given as dates mean the start of the first day and the end of the
+    last, in ``time_zone`` (default UTC), which is also the calendar of ``end``'s date.
     See the module documentation for the rule that puts each deal in its bucket.
     """
-    first = _checks.aware(start, "start")
-    last = _checks.aware(end, "end")
+    zone = _common.time_zone(time_zone)
+    first = _common.instant(start, "start", zone, end_of_day=False)
+    last = _common.instant(end, "end", zone)
     if first > last:
         raise ValidationError(
             f"start {first.isoformat()} is after end {last.isoformat()}: the movement runs forward."
@@ -274,7 +278,7 @@ def pipeline_movement(
             )
             changes.append((bucket, opp.id, None, new))
 
-    money = _Money(code, rates, last.date(), [*opening, *closing])
+    money = _Money(code, rates, _common.local_date(last, zone), [*opening, *closing])
     totals = dict.fromkeys(BUCKETS, Decimal(0))
     counts = dict.fromkeys(BUCKETS, 0)
     entries: dict[str, list[MovementEntry]] = {bucket: [] for bucket in BUCKETS}

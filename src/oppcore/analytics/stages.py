@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 from decimal import ROUND_HALF_EVEN, Decimal
 
 import attrs
@@ -12,7 +12,6 @@ from oppcore import clock as _clock
 from oppcore._repr import short
 from oppcore.analytics import _common
 from oppcore.analytics.table import Table
-from oppcore.domain import _checks
 from oppcore.domain.events import Lost, Opened, Reopened, StageChanged, Won
 from oppcore.domain.opportunity import Opportunity
 from oppcore.domain.stages import Outcome, Pipeline
@@ -160,8 +159,8 @@ class StageTimeRow:
     total: timedelta
 
 
-def _now(now: datetime | None, clock: _clock.Clock | None) -> datetime:
-    return _checks.aware(_clock.resolve(clock).now() if now is None else now, "now")
+def _now(now: datetime | date | None, clock: _clock.Clock | None, zone: tzinfo) -> datetime:
+    return _common.instant(_clock.resolve(clock).now() if now is None else now, "now", zone)
 
 
 def _micro(delta: timedelta) -> int:
@@ -177,17 +176,20 @@ def _duration(micro: Decimal | None) -> timedelta | None:
 def time_in_stage(
     opps: Iterable[Opportunity],
     *,
-    now: datetime | None = None,
+    now: datetime | date | None = None,
     clock: _clock.Clock | None = None,
+    time_zone: _common.ZoneLike = None,
 ) -> Table[StageTimeRow]:
     """Per open stage: how long deals spent in it, up to ``now`` (default: the clock's now).
 
     Revisits add up, and a deal still in a stage counts up to ``now``.  Time in won and lost
     stages is not time a deal spends in the pipeline and is left out.  Rows follow the
     pipeline's order, every open stage included; with several pipelines, the first one's
-    stages come first.  Mean, median and p90 are rounded to the microsecond.
+    stages come first.  Mean, median and p90 are rounded to the microsecond.  Durations are
+    elapsed time; ``now`` given as a date means the end of that day in ``time_zone``
+    (default UTC).
     """
-    moment = _now(now, clock)
+    moment = _now(now, clock, _common.time_zone(time_zone))
     deals = _common.deals(opps, None)
     spent: dict[str, list[int]] = {key: [] for key in merged_open_stages(deals)}
     for opp in deals:
@@ -236,18 +238,22 @@ def _threshold(days: object) -> Decimal | None:
 def stale(
     opps: Iterable[Opportunity],
     *,
-    now: datetime | None = None,
+    now: datetime | date | None = None,
     clock: _clock.Clock | None = None,
     days: int | Decimal | None = None,
+    time_zone: _common.ZoneLike = None,
 ) -> Table[StaleRow]:
     """Open deals that have sat in their current stage more than its ``stale_after_days``
     (or more than ``days`` in any stage, when given): "rotting" deals, as in Pipedrive and Odoo.
 
     The time counts from when the deal last entered the stage, up to ``now``; each deal is
     taken as it stood at ``now``.  Stages without a threshold never make a deal stale.
-    Rows come longest-sitting first.
+    Rows come longest-sitting first.  Days are counted as the clocks of ``time_zone``
+    (default UTC) show them, as ``sales_cycle`` counts them, and ``now`` given as a date
+    means the end of that day there.
     """
-    moment = _now(now, clock)
+    zone = _common.time_zone(time_zone)
+    moment = _now(now, clock, zone)
     limit = _threshold(days)
     rows = []
     for opp in _common.deals(opps, moment):
@@ -258,7 +264,7 @@ def stale(
         if threshold is None:
             continue
         entered = opp.stage_timeline()[-1].entered_at
-        sitting = _common.days(moment - entered)
+        sitting = _common.days(_common.local_span(entered, moment, zone))
         if sitting > threshold:
             rows.append(StaleRow(opp.id, stage.key, opp.owner, sitting))
     rows.sort(key=lambda row: (-row.days_in_stage, row.opportunity_id))

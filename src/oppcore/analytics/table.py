@@ -10,7 +10,7 @@ import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import IO, Any, Generic, TypeVar
+from typing import IO, Any, Final, Generic, TypeVar
 
 import attrs
 
@@ -20,6 +20,36 @@ from oppcore.domain.money import Money
 from oppcore.exceptions import StorageError, ValidationError
 
 R = TypeVar("R")
+
+#: What a spreadsheet takes for the start of a formula when a CSV cell begins with it: the
+#: characters OWASP's "CSV Injection" page lists (``=``, ``+``, ``-``, ``@``, tab, carriage
+#: return, line feed).
+FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r", "\n")
+#: The quote put before such a cell, which a spreadsheet shows as text and never runs.
+FORMULA_QUOTE: Final = "'"
+_QUOTED_STARTS: Final = (*FORMULA_STARTS, FORMULA_QUOTE)
+
+
+def spreadsheet_text(text: str) -> str:
+    """``text`` as a CSV cell a spreadsheet shows and never runs as a formula.
+
+    A text that starts with a formula character (``FORMULA_STARTS``) gets a leading single
+    quote, as OWASP advises; so does a text that already starts with a quote, so that
+    ``plain_text`` knows exactly which quote was added.  Every other text is unchanged.
+    Numbers are not text: an amount of -2 is written as ``-2`` and stays a number.
+    """
+    return FORMULA_QUOTE + text if text.startswith(_QUOTED_STARTS) else text
+
+
+def plain_text(cell: str) -> str:
+    """The text ``spreadsheet_text`` made ``cell`` from: its added quote removed, and only that.
+
+    A quote followed by anything but a formula character or another quote was not added by
+    ``spreadsheet_text`` and stays.
+    """
+    if cell.startswith(FORMULA_QUOTE) and cell[1:].startswith(_QUOTED_STARTS):
+        return cell[1:]
+    return cell
 
 
 @attrs.frozen(repr=False)
@@ -59,7 +89,11 @@ class Table(Generic[R]):
 
     def to_csv(self, file: str | os.PathLike[str] | IO[str]) -> None:
         """Write the table as CSV: exact amounts, with a ``<column>_currency`` after each money
-        column; dates and times in ISO 8601; periods by label; None as an empty cell."""
+        column; dates and times in ISO 8601; periods by label; None as an empty cell.
+
+        Text that a spreadsheet would run as a formula (a cell starting with ``=``, ``+``,
+        ``-``, ``@``, a tab, a carriage return or a line feed) gets a leading single quote;
+        numbers, negative ones included, are written as they are."""
         header, lines = self._csv_rows()
         if isinstance(file, (str, os.PathLike)):
             try:
@@ -189,6 +223,13 @@ def _is_number(value: object) -> bool:
 
 
 def _csv_cell(value: object) -> str:
+    """The cell of one value: numbers as they are, anything else as spreadsheet-safe text."""
+    text = _csv_text(value)
+    numeric = isinstance(value, (int, Decimal, float, timedelta)) and not isinstance(value, bool)
+    return text if numeric else spreadsheet_text(text)
+
+
+def _csv_text(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, Period):
@@ -198,7 +239,7 @@ def _csv_cell(value: object) -> str:
     if isinstance(value, timedelta):
         return str(Decimal(value.total_seconds()) / Decimal(86400))
     if isinstance(value, Mapping):
-        return json.dumps({str(k): _csv_cell(v) for k, v in value.items()}, ensure_ascii=False)
+        return json.dumps({str(k): _csv_text(v) for k, v in value.items()}, ensure_ascii=False)
     return str(value)
 
 
@@ -218,4 +259,4 @@ def _display(value: object) -> str:
     return str(value)
 
 
-__all__ = ["Table"]
+__all__ = ["FORMULA_QUOTE", "FORMULA_STARTS", "Table", "plain_text", "spreadsheet_text"]

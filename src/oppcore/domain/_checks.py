@@ -18,7 +18,10 @@ __all__ = ["short"]
 MAX_INTEGER_DIGITS = 15
 MAX_PLACES = 6
 MAX_TEXT = 100_000
-#: Bound on numbers read back from oppcore's own documents (exact arithmetic results).
+#: The bound of oppcore's exact arithmetic: Money's results (and numbers read back from
+#: oppcore's own documents) have at most this many significant digits and lie between
+#: ``10**-EXACT_DIGITS`` and ``10**(EXACT_DIGITS + 1)`` (zero included).  Anything past it is
+#: refused with ``ValidationError`` rather than rounded.
 EXACT_DIGITS = 200
 
 
@@ -27,12 +30,37 @@ def _short(value: object) -> str:
 
 
 def text(value: object, what: str, *, allow_empty: bool = True) -> str:
+    """Text from outside: a ``str`` of at most ``MAX_TEXT`` characters that every store can write.
+
+    Every text field of every domain value (names, ids, labels, ``by``, reasons, descriptions)
+    comes through here, so this is the one place a lone surrogate is refused.
+    """
     if not isinstance(value, str):
         raise ValidationError(f"{what} must be text, not {_short(value)}.")
-    if not allow_empty and not value.strip():
-        raise ValidationError(f"{what} must not be blank, but is {_short(value)}.")
     if len(value) > MAX_TEXT:
         raise ValidationError(f"{what} is {len(value):,} characters; the limit is {MAX_TEXT:,}.")
+    if not value.isascii():
+        unicode(value, what)
+    if not allow_empty and not value.strip():
+        raise ValidationError(f"{what} must not be blank, but is {_short(value)}.")
+    return value
+
+
+def unicode(value: str, what: str) -> str:
+    """``value`` if it is valid Unicode, else ``ValidationError`` naming ``what``.
+
+    A lone surrogate (``"\\ud83d"``, as ``json.loads`` makes from half an escaped emoji) is a
+    Python ``str`` but no text: UTF-8, JSON files and databases cannot hold it, so a store's
+    save would fail far from the cause.  The message shows the text escaped (``repr`` escapes
+    surrogates), so the message itself always encodes.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValidationError(
+            f"{what} {_short(value)} holds a lone surrogate (U+{ord(value[exc.start]):04X} at "
+            f"position {exc.start}), which is not text any store can save; pass valid Unicode."
+        ) from None
     return value
 
 
@@ -78,7 +106,7 @@ def decimal(value: object, what: str, *, exact: bool = False) -> Decimal:
     if not number.is_finite():
         raise ValidationError(f"{what} {_short(value)} is not a finite number.")
     if exact:
-        if len(number.as_tuple().digits) > EXACT_DIGITS or abs(number.adjusted()) > EXACT_DIGITS:
+        if not within_exact_limit(number):
             raise ValidationError(f"{what} {_short(value)} is too large or too long a number.")
         return number
     if number.adjusted() >= MAX_INTEGER_DIGITS:  # zero too: 0E+999999999 is no amount
@@ -90,6 +118,17 @@ def decimal(value: object, what: str, *, exact: bool = False) -> Decimal:
     if exponent < -MAX_PLACES:
         raise ValidationError(f"{what} {_short(value)} has more than {MAX_PLACES} decimal places.")
     return number
+
+
+def within_exact_limit(number: Decimal) -> bool:
+    """Whether ``number`` is finite and within ``EXACT_DIGITS`` (see there).
+
+    The magnitude is checked first, in constant time, so a number with a huge exponent is
+    refused before its digits are counted.
+    """
+    if not number.is_finite() or not -EXACT_DIGITS <= number.adjusted() <= EXACT_DIGITS:
+        return False
+    return len(number.as_tuple().digits) <= EXACT_DIGITS
 
 
 def percentage(value: object, what: str) -> Decimal:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from datetime import date, datetime
 from decimal import Decimal
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import attrs
@@ -56,16 +57,32 @@ def _by(value: object) -> str | None:
     return _checks.optional_text(value, "by")
 
 
-def _text(value: object) -> str:
-    return _checks.text(value, "Event text")
+def _description(value: object) -> str:
+    return _checks.text(value, "Description")
 
 
 def _key(value: object) -> str:
     return _checks.text(value, "Stage key", allow_empty=False)
 
 
-def _optional_text(value: object) -> str | None:
-    return _checks.optional_text(value, "Event text")
+def _optional(what: str) -> Callable[[object], str | None]:
+    """A converter for an optional text field whose errors name the field as ``what``."""
+
+    def convert(value: object) -> str | None:
+        return _checks.optional_text(value, what)
+
+    convert.__name__ = convert.__qualname__ = f"_optional_{what.lower().replace(' ', '_')}"
+    return convert
+
+
+_type = _optional("Type")
+_campaign_id = _optional("Campaign id")
+_lead_id = _optional("Lead id")
+_lead_source = _optional("Lead source")
+_owner = _optional("Owner")
+_account = _optional("Account")
+_reason = _optional("Lost reason")
+_optional_name = _optional("Opportunity name")
 
 
 def _name(value: object) -> str:
@@ -165,16 +182,16 @@ class Opened(_Event):
     stage: str = attrs.field(converter=_key)
     probability: Decimal = attrs.field(converter=_probability)
     manual_probability: bool = attrs.field(default=False, converter=_flag)
-    type: str | None = attrs.field(default=None, converter=_optional_text)
+    type: str | None = attrs.field(default=None, converter=_type)
     currency: str | None = attrs.field(default=None, converter=_currency)
     amount: Money | None = attrs.field(default=None, converter=_amount)
     expected_close: date | None = attrs.field(default=None, converter=_day)
-    campaign_id: str | None = attrs.field(default=None, converter=_optional_text)
-    lead_id: str | None = attrs.field(default=None, converter=_optional_text)
-    lead_source: str | None = attrs.field(default=None, converter=_optional_text)
-    owner: str | None = attrs.field(default=None, converter=_optional_text)
-    account: str | None = attrs.field(default=None, converter=_optional_text)
-    description: str = attrs.field(default="", converter=_text)
+    campaign_id: str | None = attrs.field(default=None, converter=_campaign_id)
+    lead_id: str | None = attrs.field(default=None, converter=_lead_id)
+    lead_source: str | None = attrs.field(default=None, converter=_lead_source)
+    owner: str | None = attrs.field(default=None, converter=_owner)
+    account: str | None = attrs.field(default=None, converter=_account)
+    description: str = attrs.field(default="", converter=_description)
     line_items: tuple[LineItem, ...] = attrs.field(default=(), converter=_items)
 
 
@@ -202,7 +219,7 @@ class Lost(_Event):
 
     from_stage: str = attrs.field(converter=_key)
     to_stage: str = attrs.field(converter=_key)
-    reason: str | None = attrs.field(default=None, converter=_optional_text)
+    reason: str | None = attrs.field(default=None, converter=_reason)
 
 
 @attrs.frozen(kw_only=True, weakref_slot=False)
@@ -256,17 +273,17 @@ class FieldsChanged(_Event):
     """
 
     fields: tuple[str, ...] = attrs.field(converter=_field_names)
-    name: str | None = attrs.field(default=None, converter=_optional_text)
-    type: str | None = attrs.field(default=None, converter=_optional_text)
+    name: str | None = attrs.field(default=None, converter=_optional_name)
+    type: str | None = attrs.field(default=None, converter=_type)
     amount: Money | None = attrs.field(default=None, converter=_amount)
     currency: str | None = attrs.field(default=None, converter=_currency)
     probability: Decimal | None = attrs.field(default=None, converter=_optional_probability)
     expected_close: date | None = attrs.field(default=None, converter=_day)
-    campaign_id: str | None = attrs.field(default=None, converter=_optional_text)
-    lead_id: str | None = attrs.field(default=None, converter=_optional_text)
-    lead_source: str | None = attrs.field(default=None, converter=_optional_text)
-    owner: str | None = attrs.field(default=None, converter=_optional_text)
-    account: str | None = attrs.field(default=None, converter=_optional_text)
+    campaign_id: str | None = attrs.field(default=None, converter=_campaign_id)
+    lead_id: str | None = attrs.field(default=None, converter=_lead_id)
+    lead_source: str | None = attrs.field(default=None, converter=_lead_source)
+    owner: str | None = attrs.field(default=None, converter=_owner)
+    account: str | None = attrs.field(default=None, converter=_account)
     description: str | None = attrs.field(default=None, converter=_optional_description)
 
     def __attrs_post_init__(self) -> None:

@@ -68,6 +68,14 @@ def _actual_cost(value: object) -> Money | None:
     return None if value is None else as_money(value, "Actual cost")
 
 
+def _version(value: object) -> int:
+    if type(value) is not int or value < 0:
+        raise ValidationError(
+            f"A stored version must be a whole number 0 or more, not {_checks.short(value)}."
+        )
+    return value
+
+
 _OPEN_ARGUMENTS = frozenset(inspect.signature(Opportunity.open).parameters) - {"cls"}
 
 
@@ -81,6 +89,10 @@ class Lead:
     source: str | None = attrs.field(default=None, converter=_source)
     campaign_id: str | None = attrs.field(default=None, converter=_optional_campaign_id)
     created_at: datetime | None = attrs.field(default=None, converter=_created_at)
+    #: The version of the stored lead this value was read at (0: not read from a store).  The
+    #: repository sets it and checks it on save, so a stale copy cannot replace a newer one.
+    #: Not part of the lead's content: it takes no part in ``==``.
+    version: int = attrs.field(default=0, kw_only=True, eq=False, converter=_version)
 
     def convert(
         self,
@@ -125,6 +137,9 @@ class Campaign:
     end: date | None = attrs.field(default=None, converter=_end)
     budgeted_cost: Money | None = attrs.field(default=None, converter=_budgeted_cost)
     actual_cost: Money | None = attrs.field(default=None, converter=_actual_cost)
+    #: The version of the stored campaign this value was read at (0: not read from a store);
+    #: set and checked by the repository, as ``Lead.version``.  It takes no part in ``==``.
+    version: int = attrs.field(default=0, kw_only=True, eq=False, converter=_version)
 
     def __attrs_post_init__(self) -> None:
         if self.start is not None and self.end is not None and self.end < self.start:

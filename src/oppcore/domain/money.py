@@ -5,7 +5,19 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Iterable
 from datetime import date, datetime
-from decimal import ROUND_HALF_UP, Context, Decimal, DivisionByZero, InvalidOperation, Overflow
+from decimal import (
+    ROUND_HALF_UP,
+    Clamped,
+    Context,
+    Decimal,
+    DecimalException,
+    DivisionByZero,
+    Inexact,
+    InvalidOperation,
+    Overflow,
+    Rounded,
+    Underflow,
+)
 from typing import Any
 
 import attrs
@@ -21,8 +33,77 @@ EXACT = Context(prec=200, traps=[InvalidOperation, DivisionByZero, Overflow])
 #: IEEE decimal128, far below a cent on any amount oppcore accepts.
 DIVISION = Context(prec=34, rounding=ROUND_HALF_UP, traps=[InvalidOperation, DivisionByZero])
 
+#: The limit of Money's arithmetic (``_checks.EXACT_DIGITS``): operands and results have at
+#: most this many significant digits and lie below ``10**(LIMIT + 1)``.
+LIMIT = _checks.EXACT_DIGITS
+#: Money's own arithmetic.  Two numbers within LIMIT never need more than ``3 * LIMIT + 2``
+#: digits for an exact sum (exponents from ``-2 * LIMIT + 1`` to ``LIMIT``) or ``2 * LIMIT``
+#: for an exact product, so with this precision nothing rounds; should anything round or
+#: overflow all the same, a trap raises instead of a silent approximation.
+_ARITHMETIC = Context(
+    prec=3 * LIMIT + 8,
+    traps=[InvalidOperation, DivisionByZero, Overflow, Underflow, Inexact, Rounded, Clamped],
+)
+#: ``rounded()``: an amount within LIMIT quantized to at most 4 places needs LIMIT + 5 digits.
+_ROUNDING = Context(prec=LIMIT + 8, rounding=ROUND_HALF_UP, traps=[InvalidOperation, Overflow])
+_INT_LIMIT = 10**LIMIT
+_LIMIT_TEXT = (
+    f"Money's arithmetic is exact up to {LIMIT} significant digits, between "
+    f"10**-{LIMIT} and 10**{LIMIT + 1}"
+)
+
+
+def _beyond(what: str) -> ValidationError:
+    return ValidationError(f"{what} is beyond the limit: {_LIMIT_TEXT}.")
+
+
+def _checked(result: Decimal, what: str) -> Decimal:
+    if not _checks.within_exact_limit(result):
+        raise _beyond(what)
+    return result
+
+
+def _add(a: Decimal, b: Decimal, what: Callable[[], str]) -> Decimal:
+    try:
+        return _checked(_ARITHMETIC.add(a, b), what())
+    except DecimalException:
+        raise _beyond(what()) from None
+
+
+def _multiply(a: Decimal, b: Decimal, what: Callable[[], str]) -> Decimal:
+    """``a x b`` exactly, or ``ValidationError`` naming the limit.
+
+    The magnitudes are checked first, in constant time: a product that would be past the
+    limit is refused before anything is computed.
+    """
+    if not (b.is_finite() and a.is_finite()) or not (
+        -LIMIT - 1 <= a.adjusted() + b.adjusted() <= LIMIT
+    ):
+        raise _beyond(what())
+    if not (_checks.within_exact_limit(a) and _checks.within_exact_limit(b)):
+        raise _beyond(what())
+    try:
+        return _checked(_ARITHMETIC.multiply(a, b), what())
+    except DecimalException:
+        raise _beyond(what()) from None
+
+
+def _divide(a: Decimal, b: Decimal, what: Callable[[], str]) -> Decimal:
+    """``a / b`` to DIVISION's 34 digits (the documented rounding of a reverse rate)."""
+    if not (
+        _checks.within_exact_limit(a)
+        and _checks.within_exact_limit(b)
+        and -LIMIT - 1 <= a.adjusted() - b.adjusted() <= LIMIT
+    ):
+        raise _beyond(what())
+    try:
+        return _checked(DIVISION.divide(a, b), what())
+    except DecimalException:
+        raise _beyond(what()) from None
+
 
 _CODES = {code: code for code in MINOR_UNITS}
+_QUANTA = {places: Decimal(1).scaleb(-places) for places in set(MINOR_UNITS.values())}
 
 
 def currency_code(value: object, what: str = "Currency") -> str:
@@ -77,12 +158,17 @@ class Money:
         return f"Money('{self.amount}', '{self.currency}')"
 
     def __str__(self) -> str:
+        if not _checks.within_exact_limit(self.amount):
+            # Only code that builds Money past the limit by hand gets here; str() must not raise.
+            return f"{self.amount} {self.currency}"
         return f"{self.rounded().amount:,} {self.currency}"
 
     def rounded(self) -> Money:
         """Rounded half-up to the currency's minor unit: the only place oppcore rounds."""
-        quantum = Decimal(1).scaleb(-MINOR_UNITS[self.currency])
-        return Money._exact(self.amount.quantize(quantum, ROUND_HALF_UP, EXACT), self.currency)
+        if not _checks.within_exact_limit(self.amount):
+            raise _beyond(f"Rounding {_checks.short(self)}")
+        quantum = _QUANTA[MINOR_UNITS[self.currency]]
+        return Money._exact(self.amount.quantize(quantum, ROUND_HALF_UP, _ROUNDING), self.currency)
 
     def _other(self, other: Money, operation: str) -> Decimal:
         if other.currency != self.currency:
@@ -93,7 +179,12 @@ class Money:
 
     def __add__(self, other: object) -> Money:
         if isinstance(other, Money):
-            return Money._exact(EXACT.add(self.amount, self._other(other, "add")), self.currency)
+            amount = _add(
+                self.amount,
+                self._other(other, "add"),
+                lambda: f"The sum of {_checks.short(self)} and {_checks.short(other)}",
+            )
+            return Money._exact(amount, self.currency)
         if isinstance(other, int) and not isinstance(other, bool) and other == 0:
             return self  # sum() starts from 0
         return NotImplemented
@@ -102,12 +193,16 @@ class Money:
 
     def __sub__(self, other: object) -> Money:
         if isinstance(other, Money):
-            amount = EXACT.subtract(self.amount, self._other(other, "subtract"))
+            amount = _add(
+                self.amount,
+                self._other(other, "subtract").copy_negate(),
+                lambda: f"{_checks.short(self)} less {_checks.short(other)}",
+            )
             return Money._exact(amount, self.currency)
         return NotImplemented
 
     def __neg__(self) -> Money:
-        return Money._exact(EXACT.minus(self.amount), self.currency)
+        return Money._exact(self.amount.copy_negate(), self.currency)
 
     def __mul__(self, factor: object) -> Money:
         if isinstance(factor, float):
@@ -119,7 +214,14 @@ class Money:
             return NotImplemented
         if isinstance(factor, Decimal) and not factor.is_finite():
             raise ValidationError(f"Cannot multiply {self!r} by {factor!r}.")
-        return Money._exact(EXACT.multiply(self.amount, Decimal(factor)), self.currency)
+
+        def what() -> str:
+            return f"The product of {_checks.short(self)} and {_checks.short(factor)}"
+
+        if isinstance(factor, int) and not -_INT_LIMIT < factor < _INT_LIMIT:
+            # Refused by its size alone: converting a huge int to Decimal takes ages.
+            raise _beyond(what())
+        return Money._exact(_multiply(self.amount, Decimal(factor), what), self.currency)
 
     __rmul__ = __mul__
 
@@ -235,9 +337,13 @@ class ExchangeRates:
         if base == quote:
             return lambda amount: amount
         rate, reverse = self._find(base, quote, day)
+
+        def what() -> str:
+            return f"Converting {base} to {quote} at {rate}"
+
         if reverse:
-            return lambda amount: DIVISION.divide(amount, rate)
-        return lambda amount: EXACT.multiply(amount, rate)
+            return lambda amount: _divide(amount, rate, what)
+        return lambda amount: _multiply(amount, rate, what)
 
     def convert(self, money: Money, to: str, *, on: date) -> Money:
         """``money`` in currency ``to`` at the rate in force on ``on``."""
@@ -248,9 +354,13 @@ class ExchangeRates:
         if money.currency == quote:
             return money
         rate, reverse = self._find(money.currency, quote, day)
+
+        def what() -> str:
+            return f"{_checks.short(money)} converted to {quote} at {rate}"
+
         if reverse:
-            return Money._exact(DIVISION.divide(money.amount, rate), quote)
-        return Money._exact(EXACT.multiply(money.amount, rate), quote)
+            return Money._exact(_divide(money.amount, rate, what), quote)
+        return Money._exact(_multiply(money.amount, rate, what), quote)
 
 
 def total(values: Iterable[Money], currency: str) -> Money:

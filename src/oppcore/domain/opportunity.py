@@ -3,15 +3,22 @@
 Every command validates its arguments first, then builds one event, then folds it in with
 ``_apply``, the single place state changes.  ``Opportunity.replay`` is the same fold over a
 list of events, so ``Opportunity.replay(opp.events) == opp`` holds by construction.
+
+The fold costs the same for the 100,000th event as for the second: each value reads its
+events as the first ``version`` entries of a list it shares with the values it was folded
+from (``_log``), so folding one more event appends instead of copying the history, and what
+a deal keeps about its lines (``_Lines``) lets a line event check ids, parents and totals in
+constant time.  Reading a deal (replay, history, the deal table, ``as_of``) is linear in its
+events.
 """
 
 from __future__ import annotations
 
 import bisect
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
-from decimal import Decimal
+from decimal import Context, Decimal, Inexact, InvalidOperation
 from typing import Any
 
 import attrs
@@ -42,7 +49,8 @@ _LINE_FIELDS = ("product", "unit_price", "quantity", "discount", "kind", "descri
 
 
 # Millions of these live in memory at once: no weak-reference slot (8 bytes each).
-@attrs.frozen(eq=True, repr=False, weakref_slot=False)
+# eq=False: ``__eq__`` below compares the events, which live in ``_log``.
+@attrs.frozen(eq=False, repr=False, weakref_slot=False)
 class Opportunity:
     """One chance to sell, and everything that happened to it.
 
@@ -68,14 +76,71 @@ class Opportunity:
     account: str | None
     description: str
     lost_reason: str | None
-    line_items: tuple[LineItem, ...]
     created_at: datetime
     closed_at: datetime | None
     last_open_stage: str
-    events: tuple[Event, ...]
     version: int
+    # The events are the first ``version`` entries of ``_log``: a list shared along a chain
+    # of values folded one from another (each fold appends to it when it is the newest
+    # value of the list, and copies the prefix otherwise), or this value's own tuple.
+    _log: list[Event] | tuple[Event, ...] = attrs.field(eq=False)
+    # The lines, shared with the values folded before in the same way; None when there are none.
+    _lines: _Lines | None = attrs.field(eq=False)
 
     # -- reading -------------------------------------------------------------------------
+
+    @property
+    def events(self) -> tuple[Event, ...]:
+        """The deal's events, oldest first: ``Opportunity.replay(opp.events) == opp``."""
+        log = self._log
+        if type(log) is tuple:
+            return log
+        events = tuple(log[: self.version])
+        # Keep the tuple, so that reading the events again costs nothing.
+        object.__setattr__(self, "_log", events)
+        return events
+
+    @property
+    def line_items(self) -> tuple[LineItem, ...]:
+        """The deal's lines, in the order they were added (a changed line keeps its place)."""
+        return () if self._lines is None else self._lines.items()
+
+    @property
+    def _last(self) -> Event:
+        """The newest event, without building the events tuple."""
+        return self._log[self.version - 1]
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not Opportunity:
+            return NotImplemented
+        assert isinstance(other, Opportunity)  # for mypy: the class check above is exact
+        if self is other:
+            return True
+        for _, slot in _COMPARED:
+            if slot.__get__(self) != slot.__get__(other):
+                return False
+        if self.line_items != other.line_items:
+            return False
+        if self._log is other._log:  # one chain: the same prefix, the versions being equal
+            return True
+        return self.events == other.events
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    # Values hold a pipeline with read-only mappings: unhashable, as they were under attrs.
+    __hash__ = None  # type: ignore[assignment]
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickle only this value's events, not what other values appended to a shared log.
+        state = {name: slot.__get__(self) for name, slot in _SLOTS}
+        state["_log"] = self.events
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, slot in _SLOTS:
+            slot.__set__(self, state[name])
 
     def __repr__(self) -> str:
         amount = "None" if self.amount is None else str(self.amount)
@@ -93,19 +158,16 @@ class Opportunity:
         """The hand-typed amount if there is one, else the total of the lines, else None."""
         if self.manual_amount is not None:
             return self.manual_amount
-        if self.line_items:
-            return self.line_total
+        if self._lines is not None:
+            return self._lines.total()
         return None
 
     @property
     def line_total(self) -> Money | None:
         """The exact total of the line items; None when there are none."""
-        if not self.line_items:
+        if self._lines is None:
             return None
-        result = self.line_items[0].total
-        for item in self.line_items[1:]:
-            result = result + item.total
-        return result
+        return self._lines.total()
 
     @property
     def amount_is_manual(self) -> bool:
@@ -142,10 +204,12 @@ class Opportunity:
 
     def line_item(self, item_id: str) -> LineItem:
         """The line ``item_id``, or ``ValidationError``."""
-        for item in self.line_items:
-            if item.id == item_id:
-                return item
-        raise ValidationError(f"Opportunity {self.id!r} has no line item {_checks.short(item_id)}.")
+        item = None if self._lines is None else self._lines.get(item_id)
+        if item is None:
+            raise ValidationError(
+                f"Opportunity {self.id!r} has no line item {_checks.short(item_id)}."
+            )
+        return item
 
     def missing_for(self, stage: Stage) -> tuple[str, ...]:
         """The fields ``stage`` requires that this deal lacks."""
@@ -474,9 +538,10 @@ class Opportunity:
             raise CurrencyMismatchError(
                 f"Amount {amount!r} is not in the currency of opportunity {self.id!r}, {currency!r}."
             )
-        if "currency" in changed and self.line_items and self.line_items[0].currency != currency:
+        lines = self._lines
+        if "currency" in changed and lines is not None and lines.currency != currency:
             raise CurrencyMismatchError(
-                f"Opportunity {self.id!r} has line items in {self.line_items[0].currency!r}; "
+                f"Opportunity {self.id!r} has line items in {lines.currency!r}; "
                 f"its currency cannot become {currency!r}."
             )
         if not changed:
@@ -505,8 +570,9 @@ class Opportunity:
         """Add a product, add-on or service line in the deal's currency."""
         if not isinstance(item, LineItem):
             raise ValidationError(f"add_line_item takes a LineItem, not {_checks.short(item)}.")
-        _common_currency(self.currency, self.manual_amount, (*self.line_items, item))
-        if any(existing.id == item.id for existing in self.line_items):
+        # Every line is in the deal's currency already: the new one is all there is to check.
+        _common_currency(self.currency, self.manual_amount, (item,))
+        if self._lines is not None and self._lines.get(item.id) is not None:
             raise ValidationError(f"Opportunity {self.id!r} already has line item {item.id!r}.")
         self._check_parent(item)
         when, recorded = _stamp(at, clock, previous=self)
@@ -530,7 +596,7 @@ class Opportunity:
     ) -> Opportunity:
         """Remove a line; a line with add-ons attached must lose its add-ons first."""
         item = self.line_item(item_id)
-        children = [child.id for child in self.line_items if child.parent_id == item.id]
+        children = self._children(item.id)
         if children:
             raise ValidationError(
                 f"Line item {item.id!r} has add-ons {', '.join(map(repr, children))}; remove them first."
@@ -565,9 +631,15 @@ class Opportunity:
         new_item = attrs.evolve(item, **changes)
         if new_item == item:
             return self
-        others = tuple(line for line in self.line_items if line.id != item.id)
-        _common_currency(self.currency, self.manual_amount, (*others, new_item))
+        _common_currency(self.currency, self.manual_amount, (new_item,))
         self._check_parent(new_item)
+        if new_item.parent_id is not None:
+            children = self._children(item.id)
+            if children:
+                raise ValidationError(
+                    f"Line item {item.id!r} has add-ons {', '.join(map(repr, children))}, so it "
+                    "cannot become an add-on itself."
+                )
         when, recorded = _stamp(at, clock, previous=self)
         event = LineItemChanged._trusted(
             opportunity_id=self.id,
@@ -579,10 +651,16 @@ class Opportunity:
         )
         return self._apply(event)
 
+    def _children(self, item_id: str) -> list[str]:
+        """The ids of the add-ons of line ``item_id``; looked for only when it has any."""
+        if self._lines is None or not self._lines.has_children(item_id):
+            return []
+        return [child.id for child in self.line_items if child.parent_id == item_id]
+
     def _check_parent(self, item: LineItem) -> None:
         if item.parent_id is None:
             return
-        parent = next((line for line in self.line_items if line.id == item.parent_id), None)
+        parent = None if self._lines is None else self._lines.get(item.parent_id)
         if parent is None:
             raise ValidationError(
                 f"Line item {item.id!r} names parent {item.parent_id!r}, which opportunity "
@@ -611,6 +689,7 @@ class Opportunity:
         opp = _opened(first)
         for event in iterator:
             opp = opp._apply(event)
+        opp.events  # noqa: B018 - the value keeps its own tuple, not the fold's shared list
         return opp
 
     def _apply(self, event: Event) -> Opportunity:
@@ -630,10 +709,11 @@ class Opportunity:
                 f"Event version {event.version!r} does not follow version {self.version} of "
                 f"opportunity {self.id!r}."
             )
-        if event.at < self.events[-1].at:
+        previous = self._last
+        if event.at < previous.at:
             raise ValidationError(
                 f"Event at {event.at.isoformat()} is before the previous event at "
-                f"{self.events[-1].at.isoformat()}."
+                f"{previous.at.isoformat()}."
             )
         updates: dict[str, Any] = {}
         if isinstance(event, (StageChanged, Won, Lost, Reopened)):
@@ -670,23 +750,21 @@ class Opportunity:
                     updates["manual_probability"] = value is not None
                 else:
                     updates[name] = value
-        elif isinstance(event, LineItemAdded):
-            updates["line_items"] = _line_items((*self.line_items, event.item))
-        elif isinstance(event, LineItemRemoved):
-            self.line_item(event.item_id)
-            updates["line_items"] = _line_items(i for i in self.line_items if i.id != event.item_id)
         else:
-            self.line_item(event.item.id)
-            updates["line_items"] = _line_items(
-                event.item if i.id == event.item.id else i for i in self.line_items
-            )
-        if {"currency", "manual_amount", "line_items"} & updates.keys():
+            updates["_lines"] = self._lines_after(event)
+        if {"currency", "manual_amount", "_lines"} & updates.keys():
+            # The lines share the deal's currency already (the fold keeps it so): a changed
+            # currency or amount is checked against the first line, a new line on its own.
+            if isinstance(event, (LineItemAdded, LineItemChanged)):
+                checked: Sequence[LineItem] = (event.item,)
+            else:
+                checked = () if self._lines is None else (self._lines.first,)
             updates["currency"] = _common_currency(
                 updates.get("currency", self.currency),
                 updates.get("manual_amount", self.manual_amount),
-                updates.get("line_items", self.line_items),
+                checked,
             )
-        updates["events"] = (*self.events, event)
+        updates["_log"] = _appended(self._log, self.version, event)
         updates["version"] = event.version
         # Not attrs.evolve: replay comes here once per event, and every field is already
         # checked, so copy the slots directly (measurably faster on large loads).
@@ -695,17 +773,67 @@ class Opportunity:
             slot.__set__(new, updates[name] if name in updates else slot.__get__(self))
         return new
 
+    def _lines_after(self, event: LineItemAdded | LineItemRemoved | LineItemChanged) -> _Lines | None:
+        """The lines after a line event, checked as ``_line_items`` checks a whole list."""
+        lines = self._lines
+        if isinstance(event, LineItemAdded):
+            item = event.item
+            if lines is not None and lines.get(item.id) is not None:
+                raise ValidationError(f"Line item id {item.id!r} appears twice.")
+            self._check_fold_parent(item)
+            return _Lines.added(lines, item)
+        if isinstance(event, LineItemRemoved):
+            old = self.line_item(event.item_id)
+            assert lines is not None  # line_item found the line
+            if lines.has_children(old.id):
+                child = next(i for i in lines.items() if i.parent_id == old.id)
+                raise ValidationError(
+                    f"Line item {child.id!r} names parent {old.id!r}, which is not among the lines."
+                )
+            return lines.removed(old)
+        item = event.item
+        old = self.line_item(item.id)
+        assert lines is not None  # line_item found the line
+        self._check_fold_parent(item)
+        if item.parent_id is not None and lines.has_children(item.id):
+            child = next(i for i in lines.items() if i.parent_id == item.id)
+            raise ValidationError(
+                f"Line item {child.id!r} names parent {item.id!r}, which is itself an add-on."
+            )
+        return lines.changed(old, item)
+
+    def _check_fold_parent(self, item: LineItem) -> None:
+        if item.parent_id is None:
+            return
+        parent = None if self._lines is None else self._lines.get(item.parent_id)
+        if parent is None:
+            raise ValidationError(
+                f"Line item {item.id!r} names parent {item.parent_id!r}, which is not among the lines."
+            )
+        if parent.parent_id is not None:
+            raise ValidationError(
+                f"Line item {item.id!r} names parent {parent.id!r}, which is itself an add-on."
+            )
+
+    def _states(self) -> Iterator[Opportunity]:
+        """The deal right after each of its events, oldest first: one fold, linear."""
+        events = self.events
+        state = _opened(events[0])  # type: ignore[arg-type]  # replay checked it
+        yield state
+        for event in events[1:]:
+            state = state._apply(event)
+            yield state
+
     # -- history -------------------------------------------------------------------------
 
     def history(self) -> tuple[HistoryEntry, ...]:
         """The state after each event, with what changed (knock-on changes included)."""
         entries = []
-        state = Opportunity.replay(self.events[:1])
-        before: dict[str, Any] = dict.fromkeys(state._snapshot())
-        for event in self.events:
-            if event.version > 1:
-                state = state._apply(event)
+        before: dict[str, Any] | None = None
+        for event, state in zip(self.events, self._states(), strict=True):
             after = state._snapshot()
+            if before is None:
+                before = dict.fromkeys(after)
             changes = {k: (before[k], v) for k, v in after.items() if _differs(before[k], v)}
             entries.append(
                 HistoryEntry(
@@ -794,13 +922,200 @@ class Opportunity:
     def _prefix(self, count: int) -> Opportunity | None:
         if count == 0:
             return None
-        if count == len(self.events):
+        if count == self.version:
             return self
         return Opportunity.replay(self.events[:count])
 
 
-# The slot descriptors of every field, for the fold's direct copy.
+# The slot descriptors of every field, for the fold's direct copy, and of those ``==`` compares
+# (cheap ones first; the events last, in ``__eq__``).
 _SLOTS = tuple((field.name, vars(Opportunity)[field.name]) for field in attrs.fields(Opportunity))
+_COMPARED = tuple((name, slot) for name, slot in _SLOTS if name not in ("_log", "_lines"))
+
+
+def _appended(log: list[Event] | tuple[Event, ...], count: int, event: Event) -> list[Event]:
+    """The log of the value after ``event``: ``log``'s first ``count`` events, then ``event``.
+
+    When the value folding is the newest of a shared list, the event is appended in place
+    (constant time); the other values on the list read only their own prefix, so they do
+    not see it.  Otherwise (a second command on an older value, or a value that keeps its
+    own tuple) the prefix is copied once.  ``list.append`` is atomic, and the slot is ours
+    only if our event is the one that landed at ``count``: two threads folding onto one
+    value each get a correct log, whoever appended first.
+    """
+    if type(log) is list and len(log) == count:
+        log.append(event)
+        if log[count] is event:
+            return log
+    fresh = list(log[:count])
+    fresh.append(event)
+    return fresh
+
+
+class _LineLog:
+    """The lines of a chain of values, shared and only ever appended to.
+
+    Each value reads the first ``count`` lines of ``items`` (see ``_Lines``).  ``position``
+    maps a line id to its index in ``items``; ``children`` a parent line's id to the indexes
+    of its add-ons, in increasing order.  Only the value that appended a line writes its
+    entries, after it has made sure the slot is its own (see ``_appended``).
+    """
+
+    __slots__ = ("children", "items", "position")
+
+    def __init__(self, items: Iterable[LineItem]) -> None:
+        self.items = list(items)
+        self.position = {item.id: index for index, item in enumerate(self.items)}
+        self.children: dict[str, list[int]] = {}
+        for index, item in enumerate(self.items):
+            if item.parent_id is not None:
+                self.children.setdefault(item.parent_id, []).append(index)
+
+
+class _Lines:
+    """A deal's lines: the first ``count`` lines of a shared ``_LineLog``.
+
+    Adding a line to the newest value of a log appends to it (constant time), as events are
+    appended to ``_log``; removing or changing one copies the log (linear in the lines, in C
+    where it can).  The tuple ``Opportunity.line_items`` is built on first use and kept.
+    The total is kept as the exact sum with a count of the line totals' exponents: summing
+    the line totals in order gives that exact value at the smallest exponent, so a removed
+    or changed line is subtracted, not everything added up again.  Immutable from outside;
+    the lazy parts fill in once (the same values whichever thread fills them).
+    """
+
+    __slots__ = ("_exponents", "_items", "_sum", "count", "log")
+
+    def __init__(
+        self, log: _LineLog, count: int, total: tuple[Decimal, dict[int, int]] | None = None
+    ) -> None:
+        self.log = log
+        self.count = count
+        self._items: tuple[LineItem, ...] | None = None
+        self._sum, self._exponents = (None, None) if total is None else total
+
+    @classmethod
+    def of(cls, items: Sequence[LineItem]) -> _Lines | None:
+        return _Lines(_LineLog(items), len(items)) if items else None
+
+    def __reduce__(self) -> tuple[Callable[..., _Lines | None], tuple[tuple[LineItem, ...]]]:
+        return (_Lines.of, (self.items(),))
+
+    def items(self) -> tuple[LineItem, ...]:
+        if self._items is None:
+            self._items = tuple(self.log.items[: self.count])
+        return self._items
+
+    @property
+    def first(self) -> LineItem:
+        return self.log.items[0]
+
+    @property
+    def currency(self) -> str:
+        return self.log.items[0].currency
+
+    def get(self, item_id: object) -> LineItem | None:
+        if not isinstance(item_id, str):
+            return None
+        index = self.log.position.get(item_id)
+        if index is None or index >= self.count:
+            return None
+        return self.log.items[index]
+
+    def has_children(self, item_id: str) -> bool:
+        indexes = self.log.children.get(item_id)
+        return bool(indexes) and indexes[0] < self.count  # type: ignore[index]
+
+    def _total(self) -> tuple[Decimal, dict[int, int]]:
+        if self._sum is None or self._exponents is None:
+            items = self.items()
+            result = items[0].total
+            for item in items[1:]:
+                result = result + item.total
+            exponents: dict[int, int] = {}
+            for item in items:
+                exponent = _exponent(item.total.amount)
+                exponents[exponent] = exponents.get(exponent, 0) + 1
+            self._sum, self._exponents = result.amount, exponents
+        return self._sum, self._exponents
+
+    def total(self) -> Money:
+        return Money._exact(self._total()[0], self.currency)
+
+    def _known_total(self) -> tuple[Decimal, dict[int, int]] | None:
+        if self._sum is None or self._exponents is None:
+            return None
+        return self._sum, self._exponents
+
+    @staticmethod
+    def added(lines: _Lines | None, item: LineItem) -> _Lines:
+        if lines is None:
+            return _Lines(_LineLog((item,)), 1)
+        known = lines._known_total()
+        total = None
+        if known is not None:
+            # The same sum as adding up all the lines again: the new line comes last.
+            amount = (Money._exact(known[0], item.currency) + item.total).amount
+            total = (amount, _counted(known[1], _exponent(item.total.amount), 1))
+        log, count = lines.log, lines.count
+        if len(log.items) == count:
+            log.items.append(item)
+            if log.items[count] is item:  # the slot is ours (see _appended)
+                log.position[item.id] = count
+                if item.parent_id is not None:
+                    log.children.setdefault(item.parent_id, []).append(count)
+                return _Lines(log, count + 1, total)
+        return _Lines(_LineLog((*lines.items(), item)), count + 1, total)
+
+    def removed(self, item: LineItem) -> _Lines | None:
+        kept = [line for line in self.items() if line.id != item.id]
+        if not kept:
+            return None
+        return _Lines(_LineLog(kept), len(kept), self._without(self._known_total(), item))
+
+    def changed(self, old: LineItem, new: LineItem) -> _Lines:
+        items = list(self.items())
+        items[self.log.position[old.id]] = new
+        total = self._without(self._known_total(), old)
+        if total is not None:
+            amount = (Money._exact(total[0], new.currency) + new.total).amount
+            total = (amount, _counted(total[1], _exponent(new.total.amount), 1))
+        return _Lines(_LineLog(items), len(items), total)
+
+    @staticmethod
+    def _without(
+        known: tuple[Decimal, dict[int, int]] | None, item: LineItem
+    ) -> tuple[Decimal, dict[int, int]] | None:
+        """The total less ``item``'s, at the exponent summing the other lines gives."""
+        if known is None:
+            return None
+        amount = (Money._exact(known[0], item.currency) - item.total).amount
+        exponents = _counted(known[1], _exponent(item.total.amount), -1)
+        if not exponents or amount.is_zero():
+            return None  # the sign of a zero sum depends on the lines: add them up again
+        quantum = Decimal(1).scaleb(min(exponents))
+        return amount.quantize(quantum, context=_REQUANTIZE), exponents
+
+
+# Re-expressing an exact sum at a larger exponent only drops trailing zeros (decimal signals
+# Rounded for that): trap anything inexact.
+_REQUANTIZE = Context(prec=3 * _checks.EXACT_DIGITS + 8, traps=[InvalidOperation, Inexact])
+
+
+def _exponent(amount: Decimal) -> int:
+    exponent = amount.as_tuple().exponent
+    assert isinstance(exponent, int)  # line totals are finite
+    return exponent
+
+
+def _counted(counts: dict[int, int], key: int, step: int) -> dict[int, int]:
+    result = dict(counts)
+    value = result.get(key, 0) + step
+    if value:
+        result[key] = value
+    else:
+        del result[key]
+    return result
 
 _EVENT_CLASSES = (
     Opened,
@@ -849,12 +1164,12 @@ def _opened(event: Opened) -> Opportunity:
         account=event.account,
         description=event.description,
         lost_reason=None,
-        line_items=items,
         created_at=event.at,
         closed_at=event.at if closed else None,
         last_open_stage=stage.key if stage.is_open else event.pipeline.first_stage.key,
-        events=(event,),
         version=1,
+        log=[event],
+        lines=_Lines.of(items),
     )
 
 
@@ -894,10 +1209,10 @@ def _stamp(
         raise ValidationError(
             f"Event time {when.isoformat()} is in the future (the clock says {recorded.isoformat()})."
         )
-    if previous is not None and when < previous.events[-1].at:
+    if previous is not None and when < previous._last.at:
         raise ValidationError(
             f"Event time {when.isoformat()} is before the previous event of opportunity "
-            f"{previous.id!r}, at {previous.events[-1].at.isoformat()}."
+            f"{previous.id!r}, at {previous._last.at.isoformat()}."
         )
     return when, recorded
 
@@ -982,6 +1297,8 @@ def _is_blank(value: object) -> bool:
 
 
 def _differs(old: Any, new: Any) -> bool:
+    if old is new:  # the same lines tuple, event after event: no need to compare its items
+        return False
     if old is None:
         return not _is_blank(new) and new is not False
     return bool(old != new)

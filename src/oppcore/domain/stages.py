@@ -269,6 +269,14 @@ def _bool(value: object) -> bool:
     return value
 
 
+def _pipeline_version(value: object) -> int:
+    if type(value) is not int or value < 0:
+        raise ValidationError(
+            f"A stored version must be a whole number 0 or more, not {_checks.short(value)}."
+        )
+    return value
+
+
 @attrs.frozen
 class Pipeline:
     """An ordered set of stages and, optionally, the moves allowed between them.
@@ -285,6 +293,10 @@ class Pipeline:
         default=None, converter=_transitions
     )
     keep_manual_probability: bool = attrs.field(default=False, converter=_bool)
+    #: The version of the stored pipeline this value was read at (0: not read from a store);
+    #: set and checked by the repository, so a stale copy cannot replace a newer one.  Not part
+    #: of the definition: it takes no part in ``==``, ``to_dict()`` or the deals' events.
+    version: int = attrs.field(default=0, kw_only=True, eq=False, converter=_pipeline_version)
     _by_key: dict[str, Stage] = attrs.field(init=False, repr=False, eq=False)
     _document: dict[str, Any] | None = attrs.field(init=False, repr=False, eq=False, default=None)
 

@@ -18,6 +18,26 @@ pipeline's first stage).  Because the row states where the deal already stands, 
 pipeline's move rules (``transitions``, a stage's ``required`` fields) are not replayed; the
 values themselves are checked as strictly as any command checks them.  Every event is
 recorded at the import's time (``clock``).
+
+Cells a spreadsheet would run
+-----------------------------
+A spreadsheet runs a cell that starts with ``=``, ``+``, ``-``, ``@``, a tab, a carriage return
+or a line feed as a formula (OWASP, "CSV Injection").  ``write_csv`` writes every text cell
+(names, descriptions, owners, accounts, ids, stage keys, lost reasons, ...) that starts with
+one of them, or with a single quote, with a single quote in front, which a spreadsheet shows
+as text; numbers (amounts, probabilities) are written as they are, so a negative amount stays
+a number.  ``OPPCORE_CSV`` (``quoted_formulas=True``) removes exactly the quote
+``write_csv`` added, so every value reads back as it was.
+
+How large a row may be
+----------------------
+A row, with all its cells and over however many lines its quoted cells span, holds at most
+``MAX_ROW_CHARS`` characters (16 Mi): far more than any real export holds (a deal with
+tens of thousands of line items, or a text field at the domain's 100,000-character limit), and little
+enough that a hostile file of one huge cell is refused after reading that much, never read
+whole into memory.  A longer row raises ``ValidationError`` naming its line.  Python's csv
+module has one field limit for the whole process (131,072 by default); oppcore raises it to
+``MAX_ROW_CHARS`` when it reads a file, and never lowers a larger limit a program has set.
 """
 
 from __future__ import annotations
@@ -43,10 +63,11 @@ from dateutil import parser as _dateutil
 from oppcore import clock as _clock
 from oppcore import serialization
 from oppcore._repr import short
+from oppcore.analytics.table import plain_text, spreadsheet_text
 from oppcore.domain import _checks
 from oppcore.domain.events import Lost, Opened, Won
 from oppcore.domain.line_items import LineItem
-from oppcore.domain.money import EXACT, Money, currency_code
+from oppcore.domain.money import EXACT, ExchangeRates, Money, currency_code
 from oppcore.domain.opportunity import Opportunity
 from oppcore.domain.stages import Outcome, Pipeline, ReadOnlyDict, Stage
 from oppcore.exceptions import DeserializationError, OppcoreError, StorageError, ValidationError
@@ -100,6 +121,16 @@ HISTORY_COLUMNS: Final = (
 
 #: Rows between two progress lines on a terminal.
 PROGRESS_EVERY = 10_000
+
+#: The most characters one CSV row may hold (all its cells); a longer one is refused.
+MAX_ROW_CHARS: Final = 16 * 1024 * 1024
+#: The most bytes one character takes in the codecs oppcore reads (UTF-8, cp874, gb18030).
+_BYTES_PER_CHAR: Final = 4
+#: The columns of a rates file.
+RATES_COLUMNS: Final = ("base", "quote", "date", "rate")
+#: Fields whose cells are numbers oppcore writes as they are, never quoted as text.
+_NUMBER_FIELDS: Final = frozenset({"amount", "probability", "unit_price"})
+_NUMBER_HISTORY_COLUMNS: Final = frozenset({"version", "amount", "probability", "expected_revenue"})
 
 _TEXT_FIELDS: Final = ("type", "campaign_id", "lead_id", "lead_source", "owner", "account")
 _TRUE: Final = frozenset({"true", "t", "yes", "y", "1"})
@@ -242,6 +273,10 @@ def _yearfirst(value: object) -> bool:
     return _flag(value, "yearfirst")
 
 
+def _quoted_formulas(value: object) -> bool:
+    return _flag(value, "quoted_formulas")
+
+
 def _time_zone(value: object) -> tzinfo:
     if isinstance(value, tzinfo):
         return value
@@ -336,7 +371,10 @@ class CsvMapping:
     read in the ``date_formats`` given (strptime forms, tried in order, nothing else), or,
     with none given, as ISO 8601 and then by dateutil with ``dayfirst`` and ``yearfirst``;
     a time without an offset is in ``time_zone``.  Numbers may use a ``thousands``
-    separator and another ``decimal_point``.
+    separator and another ``decimal_point``.  With ``quoted_formulas`` (as ``OPPCORE_CSV``
+    has), a text cell starting with a single quote and then a formula character (``=``,
+    ``+``, ``-``, ``@``, tab, carriage return, line feed) or another quote loses that first
+    quote: it is the one ``write_csv`` adds so that a spreadsheet never runs the cell.
 
     Build one in Python, with ``CsvMapping.from_dict(d)``, or from a TOML file with
     ``CsvMapping.from_toml(path)`` (Python 3.11 or later), shaped like this::
@@ -353,6 +391,7 @@ class CsvMapping:
         optional = ["description"]
         thousands = ","
         decimal_point = "."
+        quoted_formulas = false    # true for files write_csv wrote
 
         [columns]
         id = "Deal ID"
@@ -388,6 +427,7 @@ class CsvMapping:
     thousands: str = attrs.field(default="", converter=_thousands)
     decimal_point: str = attrs.field(default=".", converter=_decimal_point)
     name: str = attrs.field(default="custom", converter=_label)
+    quoted_formulas: bool = attrs.field(default=False, converter=_quoted_formulas)
 
     def __attrs_post_init__(self) -> None:
         if self.thousands and self.thousands == self.decimal_point:
@@ -427,6 +467,8 @@ class CsvMapping:
         if self.thousands:
             data["thousands"] = self.thousands
         data["decimal_point"] = self.decimal_point
+        if self.quoted_formulas:
+            data["quoted_formulas"] = True
         return data
 
     @classmethod
@@ -617,12 +659,14 @@ SALESFORCE: Final = CsvMapping(
 )
 
 #: What ``write_csv`` writes: ``OPPCORE_COLUMNS``, stage keys, exact amounts, ISO 8601 times
-#: with offsets, line items as a JSON list.  Pass ``pipeline=`` for deals of a custom
-#: pipeline (rows name their pipeline's id, and another id rejects the row).
+#: with offsets, line items as a JSON list, and the quote ``write_csv`` puts before a text
+#: that starts with a formula character removed again.  Pass ``pipeline=`` for deals of a
+#: custom pipeline (rows name their pipeline's id, and another id rejects the row).
 OPPCORE_CSV: Final = CsvMapping(
     name="oppcore",
     columns={name: name for name in OPPCORE_COLUMNS},
     optional=frozenset(OPPCORE_COLUMNS) - {"id", "name", "stage", "created_at"},
+    quoted_formulas=True,
 )
 
 _PRESETS: Final = {
@@ -719,10 +763,21 @@ def _encoding(value: object) -> str:
     return info.name
 
 
+def _too_long(name: str, line: int) -> ValidationError:
+    return ValidationError(
+        f"CSV file {name!r} has a row of more than {MAX_ROW_CHARS:,} characters at line "
+        f"{line}; oppcore reads rows of up to {MAX_ROW_CHARS:,} characters (MAX_ROW_CHARS), "
+        "so it did not read the file."
+    )
+
+
 def _decoded(lines: Iterable[bytes], name: str, encoding: str) -> Iterator[str]:
     """Decode one physical line at a time, so a bad byte is reported on its own line."""
     strip_bom = encoding == "utf-8"
     for number, raw in enumerate(lines, start=1):
+        if len(raw) > MAX_ROW_CHARS * _BYTES_PER_CHAR:
+            # More bytes than the longest row can take, cut short by _physical: not decoded.
+            raise _too_long(name, number)
         if number == 1 and strip_bom and raw.startswith(codecs.BOM_UTF8):
             raw = raw[len(codecs.BOM_UTF8) :]
         try:
@@ -734,9 +789,40 @@ def _decoded(lines: Iterable[bytes], name: str, encoding: str) -> Iterator[str]:
             ) from None
 
 
+def _physical(handle: Any) -> Iterator[Any]:
+    """The physical lines of an open file, text or binary, each read with a bound.
+
+    A text line is read up to one character more than ``MAX_ROW_CHARS``, a binary one up to
+    one byte more than the bytes that many characters can take; a longer line is cut there
+    and the row guard (``_Feed``, ``_decoded``) refuses it, so a file of one huge cell is never
+    read whole.  An object without ``readline`` is iterated as it is.
+    """
+    readline = getattr(handle, "readline", None)
+    if not callable(readline):
+        yield from handle
+        return
+    cap = MAX_ROW_CHARS + 1
+    most = MAX_ROW_CHARS * _BYTES_PER_CHAR + 1
+    while True:
+        line = readline(cap)
+        if not line:
+            return
+        if isinstance(line, bytes) and len(line) == cap and not line.endswith(b"\n"):
+            # Bytes are not characters: a binary line may take more bytes than that.
+            parts, size = [line], len(line)
+            while size < most and not parts[-1].endswith(b"\n"):
+                more = readline(min(cap, most - size))
+                if not more:
+                    break
+                parts.append(more)
+                size += len(more)
+            line = b"".join(parts)
+        yield line
+
+
 def _text_lines(handle: Iterable[Any], name: str, encoding: str) -> Iterator[str]:
     """The lines of a file object, text or binary (decided by its first line)."""
-    iterator = iter(handle)
+    iterator = _physical(handle)
     first = _next_line(iterator, name, 1)
     if first is None:
         return
@@ -778,7 +864,11 @@ def _source_name(target: object, unnamed: str) -> str:
 
 @contextmanager
 def _lines(
-    target: object, encoding: str, unnamed: str = "<stream>"
+    target: object,
+    encoding: str,
+    unnamed: str = "<stream>",
+    what: str = "CSV file",
+    caller: str = "read_csv",
 ) -> Iterator[tuple[str, Iterator[str]]]:
     """``(name, physical lines)`` of a path or an open file; the caller's file stays open."""
     if isinstance(target, (str, os.PathLike)):
@@ -786,32 +876,72 @@ def _lines(
         try:
             handle = open(target, "rb")  # noqa: SIM115 - closed below
         except OSError as exc:
-            raise StorageError(f"Cannot read CSV file {name!r}: {exc.strerror}.") from None
+            raise StorageError(f"Cannot read {what} {name!r}: {exc.strerror}.") from None
         except ValueError:  # an embedded NUL in the path
             raise ValidationError(f"{short(name)} is not a usable file path.") from None
         with handle:
-            yield name, _decoded(_read_binary(handle, name), name, encoding)
+            yield name, _decoded(_read_binary(handle, name, what), name, encoding)
         return
     if isinstance(target, (bytes, bytearray)) or not hasattr(target, "read"):
-        raise ValidationError(f"read_csv takes a path or an open file, not {short(target)}.")
+        raise ValidationError(f"{caller} takes a path or an open file, not {short(target)}.")
     name = _source_name(target, unnamed)
     if not isinstance(target, Iterable):
         raise ValidationError(f"{short(target)} cannot be read line by line.")
     yield name, _text_lines(target, name, encoding)
 
 
-def _read_binary(handle: IO[bytes], name: str) -> Iterator[bytes]:
+def _read_binary(handle: IO[bytes], name: str, what: str) -> Iterator[bytes]:
     try:
-        yield from handle
+        yield from _physical(handle)
     except OSError as exc:
-        raise StorageError(f"Cannot read CSV file {name!r}: {exc.strerror or exc}.") from None
+        raise StorageError(f"Cannot read {what} {name!r}: {exc.strerror or exc}.") from None
+
+
+class _Feed:
+    """The lines of one file as the csv reader takes them, counting the characters of the
+    row being read: a row of more than ``MAX_ROW_CHARS`` raises ``ValidationError`` at once."""
+
+    def __init__(self, lines: Iterator[str], name: str) -> None:
+        self.lines = lines
+        self.name = name
+        self.size = 0
+        self.start = 1
+
+    def begin(self, line: int) -> None:
+        """A new row starts on physical line ``line``."""
+        self.size = 0
+        self.start = line
+
+    def __iter__(self) -> _Feed:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self.lines)
+        self.size += len(line)
+        if self.size > MAX_ROW_CHARS:
+            raise _too_long(self.name, self.start)
+        return line
+
+
+def _allow_large_fields() -> None:
+    """Let the csv module read a cell as large as a row oppcore reads.
+
+    Its field limit is one number for the whole process (131,072 characters by default): it
+    is raised to ``MAX_ROW_CHARS`` and never lowered, so a program that set a larger limit
+    keeps it.  oppcore's own bound is ``_Feed``'s, whatever the csv module's limit is.
+    """
+    if csv.field_size_limit() < MAX_ROW_CHARS:
+        csv.field_size_limit(MAX_ROW_CHARS)
 
 
 def _records(lines: Iterator[str], name: str) -> Iterator[tuple[int, list[str] | None, str]]:
     """``(first physical line, cells, problem)`` per record; cells None when it is not CSV."""
-    reader = csv.reader(lines, strict=False)
+    _allow_large_fields()
+    feed = _Feed(lines, name)
+    reader = csv.reader(feed, strict=False)
     while True:
         start = reader.line_num + 1
+        feed.begin(start)
         try:
             cells = next(reader)
         except StopIteration:
@@ -1038,6 +1168,14 @@ class _RowReader:
             index = header.find(column, required=required)
             if index is not None:
                 self.columns[field] = index
+        # The cells write_csv may have quoted: every one but those of numbers alone.
+        self.unquote: tuple[int, ...] = ()
+        if mapping.quoted_formulas:
+            numbers = {i for field, i in self.columns.items() if field in _NUMBER_FIELDS}
+            texts = {i for field, i in self.columns.items() if field not in _NUMBER_FIELDS}
+            self.unquote = tuple(
+                i for i in range(len(header.cells)) if i not in numbers or i in texts
+            )
         self.name_parts: list[tuple[str, int | None, str | None]] = []
         if mapping.name_format is not None:
             position = 0
@@ -1066,8 +1204,10 @@ class _RowReader:
         if len(raw) != self.width:
             raise _BadRow(f"The row has {len(raw)} cells; the header has {self.width}.")
         cells = raw
-        if self.replacements:
+        if self.unquote or self.replacements:
             cells = list(raw)
+            for index in self.unquote:
+                cells[index] = plain_text(cells[index])
             for index, replacements in self.replacements:
                 cells[index] = replacements.get(cells[index], cells[index])
         found: dict[str, str] = {}
@@ -1570,6 +1710,73 @@ def _one(reader: _RowReader, cells: list[str], line: int, seen: dict[str, int]) 
         raise _BadRow(str(exc)) from None
 
 
+def exported_pipelines(path_or_file: Target, *, encoding: str = "utf-8") -> frozenset[str]:
+    """The pipeline ids the rows of a file ``write_csv`` wrote name (its ``pipeline`` column),
+    read as ``read_csv`` with ``OPPCORE_CSV`` reads them; blank cells and rows that are not
+    CSV are left out (``read_csv`` reports them), and a file without the column names none."""
+    codec = _encoding(encoding)
+    named: set[str] = set()
+    with _lines(path_or_file, codec, caller="exported_pipelines") as (name, lines):
+        records = _records(lines, name)
+        header = _header(records, OPPCORE_CSV, name)
+        index = header.find("pipeline", required=None)
+        if index is None:
+            return frozenset()
+        for _line, cells, _problem in records:
+            if cells is not None and index < len(cells) and cells[index].strip():
+                named.add(plain_text(cells[index]))
+    return frozenset(named)
+
+
+# -- exchange rates -------------------------------------------------------------------------
+
+
+def read_rates(path_or_file: Target, *, encoding: str = "utf-8") -> ExchangeRates:
+    """Exchange rates from a CSV file with the columns ``base``, ``quote``, ``date``
+    (YYYY-MM-DD) and ``rate`` (``RATES_COLUMNS``), one rate per row: 1 base = rate quote from
+    that date.  Other columns are ignored.
+
+    The file is read as ``read_csv`` reads one (a path or an open file; UTF-8 with or without
+    a byte-order mark; rows of up to ``MAX_ROW_CHARS`` characters).  Unlike an import, rates
+    are all or nothing: the first row that is not a rate raises ``ValidationError`` naming
+    its line, and blank rows are skipped.
+    """
+    codec = _encoding(encoding)
+    entries: list[tuple[str, str, date, str]] = []
+    with _lines(path_or_file, codec, "<rates>", "rates file", "read_rates") as (name, lines):
+        records = _records(lines, name)
+        header = _header(records, OPPCORE_CSV, name)
+        places = [header.find(column, required="of a rates file") for column in RATES_COLUMNS]
+        width = len(header.cells)
+        for line, cells, problem in records:
+            if cells is None:
+                raise ValidationError(f"Rates file {name!r}: {problem}")
+            if not any(cell.strip() for cell in cells):
+                continue
+            where = f"Rates file {name!r} line {line}"
+            if len(cells) != width:
+                raise ValidationError(
+                    f"{where}: the row has {len(cells)} cells; the header has {width}."
+                )
+            base, quote, day, rate = (cells[i].strip() for i in places if i is not None)
+            try:
+                on = date.fromisoformat(day)
+            except ValueError:
+                raise ValidationError(
+                    f"{where}: date {short(day)} is not a date written YYYY-MM-DD."
+                ) from None
+            entry = (base, quote, on, rate)
+            try:
+                ExchangeRates([entry])  # each row's own faults, named with its line
+            except ValidationError as exc:
+                raise ValidationError(f"{where}: {exc}") from None
+            entries.append(entry)
+    try:
+        return ExchangeRates(entries)
+    except ValidationError as exc:  # a rate given twice
+        raise ValidationError(f"Rates file {name!r}: {exc}") from None
+
+
 # -- Salesforce history ---------------------------------------------------------------------
 
 
@@ -1996,6 +2203,11 @@ def write_csv(
     after it, as ``Opportunity.history()`` gives it, and the names of the fields it changed.
     ``bom=True`` starts a file written to a path with a byte-order mark, for spreadsheet
     programs that need one to see UTF-8.
+
+    A text cell that a spreadsheet would run as a formula (one starting with ``=``, ``+``,
+    ``-``, ``@``, a tab, a carriage return or a line feed), or that starts with a single
+    quote, is written with a single quote in front; ``OPPCORE_CSV`` removes it again.
+    Numbers (amounts, probabilities) are written as they are: ``-2`` stays a number.
     """
     if isinstance(opportunities, (str, bytes, Mapping, Opportunity)) or not isinstance(
         opportunities, Iterable
@@ -2016,24 +2228,31 @@ def write_csv(
                 yield _opportunity_row(opp)
 
     header = list(HISTORY_COLUMNS if history else OPPCORE_COLUMNS)
+    numbers = _NUMBER_HISTORY_COLUMNS if history else _NUMBER_FIELDS
+    text = [column not in numbers for column in header]
     if isinstance(file, (str, os.PathLike)):
         name = os.fspath(file)
         try:
             with open(file, "w", newline="", encoding="utf-8-sig" if bom else "utf-8") as handle:
-                return _write(handle, header, rows())
+                return _write(handle, header, rows(), text)
         except OSError as exc:
             raise StorageError(f"Cannot write CSV file {name!r}: {exc.strerror}.") from None
     if isinstance(file, (io.RawIOBase, io.BufferedIOBase)) or not hasattr(file, "write"):
         raise ValidationError(f"write_csv takes a path or an open text file, not {short(file)}.")
-    return _write(file, header, rows())
+    return _write(file, header, rows(), text)
 
 
-def _write(handle: IO[str], header: Sequence[str], rows: Iterable[list[str]]) -> int:
+def _write(
+    handle: IO[str], header: Sequence[str], rows: Iterable[list[str]], text: Sequence[bool]
+) -> int:
+    """Write the rows; each cell of a ``text`` column as a spreadsheet shows it, never runs it."""
     writer = csv.writer(handle)
     writer.writerow(header)
     count = 0
     for row in rows:
-        writer.writerow(row)
+        writer.writerow(
+            [spreadsheet_text(cell) if safe else cell for cell, safe in zip(row, text, strict=True)]
+        )
         count += 1
     return count
 
@@ -2042,14 +2261,18 @@ __all__ = [
     "FIELDS",
     "HISTORY_COLUMNS",
     "MAVEN_CRM",
+    "MAX_ROW_CHARS",
     "OPPCORE_COLUMNS",
     "OPPCORE_CSV",
+    "RATES_COLUMNS",
     "SALESFORCE",
     "CsvMapping",
     "ImportResult",
     "Rejected",
+    "exported_pipelines",
     "load_mapping",
     "read_csv",
+    "read_rates",
     "read_salesforce_history",
     "write_csv",
 ]

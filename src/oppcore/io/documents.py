@@ -30,7 +30,6 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -42,8 +41,14 @@ from oppcore.domain.events import Event
 from oppcore.domain.lead import Campaign, Lead
 from oppcore.domain.opportunity import Opportunity
 from oppcore.domain.stages import Pipeline
-from oppcore.exceptions import ConcurrencyError, OppcoreError, StorageError, ValidationError
-from oppcore.serialization import EVENT_TAG, converter
+from oppcore.exceptions import (
+    ConcurrencyError,
+    DeserializationError,
+    OppcoreError,
+    StorageError,
+    ValidationError,
+)
+from oppcore.serialization import EVENT_TAG, MAX_DOCUMENT, converter, parse_json
 from oppcore.storage.repository import RESERVED_PREFIXES, Repository, open_repository
 
 #: The value of the document's ``"format"`` key.
@@ -58,8 +63,6 @@ _TOP_KEYS = frozenset({"format", "version", *_SECTIONS})
 _STOCK = {"default": Pipeline.default, "salesforce": Pipeline.salesforce}
 #: A problem report stops after this many lines: the document is refused whole anyway.
 _MAX_PROBLEMS = 20
-#: Integers in a document are versions and day counts; thousands of digits are an attack.
-_MAX_INT_DIGITS = 100
 _WRITE_BATCH = 256
 
 T = TypeVar("T")
@@ -230,8 +233,10 @@ def load_json(
     """Read an oppcore JSON document into ``into`` (a new in-memory repository when None).
 
     Everything is checked before anything is saved, then saved with one ``save_all``: all or
-    nothing.  A malformed document raises ``ValidationError`` naming each problem's place
-    in it (``opportunities[3].events[2].at``) and the bad value.  An opportunity that ``into``
+    nothing.  The text is read by ``oppcore.serialization.parse_json``, with the limits and
+    refusals of ``loads``.  A malformed document raises ``DeserializationError`` whose
+    ``errors`` name each problem and its place in the document
+    (``... @ $.opportunities[3].events[2].at``) with the bad value.  An opportunity that ``into``
     already holds with a different history raises ``ConcurrencyError`` naming it, and nothing
     is saved; one held with the same events (or the first of them) is left as it is (or given
     the rest).  Leads, campaigns and pipelines from the document replace those of the same id.
@@ -242,9 +247,9 @@ def load_json(
     repository = open_repository(None) if into is None else into
     with _collector_paused():
         # The parsed JSON is dropped as soon as it is read: only the values stay alive.
-        values = _Reading().document(_parse(_read_text(file)))
+        values = _Reading().document(parse_json(_read_text(file), what="The document"))
         try:
-            repository.save_all(values)
+            repository.save_all(values, replace=True)
         except ConcurrencyError as exc:
             raise ConcurrencyError(
                 f"Opportunity {exc.stream_id!r} in the document has a different history from "
@@ -273,15 +278,14 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _read_text(file: str | os.PathLike[str] | _Reader) -> str:
+def _read_text(file: str | os.PathLike[str] | _Reader) -> str | bytes | bytearray:
+    """The document as it is stored: parse_json decodes it, so that a file, bytes and text
+    meet the same checks (a byte order mark, bytes that are not UTF-8, the size limit)."""
     if isinstance(file, (str, os.PathLike)):
         try:
-            with open(file, encoding="utf-8-sig") as source:
-                return source.read()
-        except UnicodeDecodeError as exc:
-            raise ValidationError(
-                f"The document {os.fspath(file)!r} is not UTF-8 text: {exc}."
-            ) from None
+            with open(file, "rb") as source:
+                # One byte past the limit is enough to refuse the document without reading it all.
+                return source.read(MAX_DOCUMENT + 1)
         except OSError as exc:
             raise StorageError(f"Could not read the document {os.fspath(file)!r}: {exc}.") from None
     reader = getattr(file, "read", None)
@@ -289,38 +293,18 @@ def _read_text(file: str | os.PathLike[str] | _Reader) -> str:
         raise ValidationError(f"load_json reads a path or an open file, not {short(file)}.")
     try:
         text = reader()
-        if isinstance(text, (bytes, bytearray)):
-            text = bytes(text).decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ValidationError(f"The document is not UTF-8 text: {exc}.") from None
+    except UnicodeDecodeError as exc:  # a text-mode file of the wrong encoding
+        raise DeserializationError(
+            f"The document is not UTF-8 text: {exc}.",
+            errors=[f"invalid JSON: the text is not UTF-8 ({exc.reason}) @ $"],
+        ) from None
     except OSError as exc:
         if isinstance(exc, OppcoreError):
             raise
         raise StorageError(f"Could not read the document: {exc}.") from None
-    if not isinstance(text, str):
+    if not isinstance(text, (str, bytes, bytearray)):
         raise ValidationError(f"Reading {short(file)} gave {short(text)}, not text.")
     return text
-
-
-def _parse(text: str) -> Any:
-    # The same guards as serialization.loads: exact decimals, no NaN or Infinity, and deep
-    # nesting caught; integers are bounded here too (Python 3.10 has no digit limit).
-    try:
-        return json.loads(
-            text, parse_float=Decimal, parse_int=_parse_int, parse_constant=_no_constant
-        )
-    except (ValueError, RecursionError) as exc:
-        raise ValidationError(f"The document is not valid JSON: {exc}.") from None
-
-
-def _parse_int(text: str) -> int:
-    if len(text) > _MAX_INT_DIGITS:
-        raise ValueError(f"a number of {len(text):,} digits is too long")
-    return int(text)
-
-
-def _no_constant(text: str) -> Any:
-    raise ValueError(f"{text} is not a number")
 
 
 class _Problems(Exception):
@@ -338,7 +322,7 @@ class _Reading:
         self.unreadable_pipelines: dict[str, str] = {}
 
     def problem(self, path: str, message: str) -> None:
-        self.problems.append(f"{path}: {message}")
+        self.problems.append(f"{message} @ {path}")
         if len(self.problems) >= _MAX_PROBLEMS:
             raise _Problems
 
@@ -349,10 +333,10 @@ class _Reading:
             values = []
         if self.problems:
             more = " (reading stopped there)" if len(self.problems) >= _MAX_PROBLEMS else ""
-            lines = "\n".join(f"  {line}" for line in self.problems)
-            raise ValidationError(
+            raise DeserializationError(
                 f"The document is not a valid oppcore document: "
-                f"{len(self.problems)} problem(s){more}.\n{lines}"
+                f"{len(self.problems)} problem(s){more}.",
+                errors=self.problems,
             )
         return values
 
@@ -361,19 +345,19 @@ class _Reading:
             self.problem("$", f"Expected a JSON object, not {short(data)}.")
             return []
         if data.get("format") != FORMAT:
-            self.problem("format", f"Expected {FORMAT!r}, not {short(data.get('format'))}.")
+            self.problem("$.format", f"Expected {FORMAT!r}, not {short(data.get('format'))}.")
             return []
         version = data.get("version")
         if type(version) is not int or version != VERSION:
             self.problem(
-                "version",
+                "$.version",
                 f"This oppcore reads version {VERSION} documents, not {short(version)}.",
             )
             return []
         unknown = sorted(str(key) for key in data.keys() - _TOP_KEYS)
         if unknown:
             self.problem(
-                unknown[0],
+                f"$.{unknown[0]}" if unknown[0].isidentifier() else f"$[{unknown[0]!r}]",
                 f"Unknown key {unknown[0]!r}; a document holds {', '.join(sorted(_TOP_KEYS))}.",
             )
         sections = {name: self._section(data, name) for name in _SECTIONS}
@@ -387,7 +371,7 @@ class _Reading:
     def _section(self, data: dict[str, Any], name: str) -> list[Any]:
         items = data.get(name, [])
         if not isinstance(items, list):
-            self.problem(name, f"Expected a list, not {short(items)}.")
+            self.problem(f"$.{name}", f"Expected a list, not {short(items)}.")
             return []
         return items
 
@@ -395,7 +379,7 @@ class _Reading:
         values: list[Any] = []
         first_at: dict[str, str] = {}
         for index, item in enumerate(items):
-            path = f"{section}[{index}]"
+            path = f"$.{section}[{index}]"
             value = read(item, path)
             if value is None:
                 continue
@@ -476,10 +460,11 @@ class _Reading:
                     f"The event is for {event.opportunity_id!r}, not {opp_id!r}.",
                 )
                 return None
+        counted = _Counted(events)
         try:
-            return Opportunity.replay(events)
+            return Opportunity.replay(counted)
         except OppcoreError as exc:
-            self.problem(f"{path}.events[{_first_bad(events)}]", str(exc))
+            self.problem(f"{path}.events[{_first_bad(counted, events)}]", str(exc))
             return None
 
     def _with_pipeline(self, raw: Any, path: str) -> Any:
@@ -511,14 +496,41 @@ class _Reading:
         return {**raw, "pipeline": document}
 
 
-def _first_bad(events: tuple[Event, ...]) -> int:
+class _Counted:
+    """The events, handed to ``replay`` one at a time, counting how far it got.
+
+    ``replay`` folds each event as it takes it, so when it refuses one, the last event taken is
+    the one it refused: the bad event is found in the one fold that found it bad.
+    """
+
+    def __init__(self, events: tuple[Event, ...]) -> None:
+        self.events = events
+        self.taken = 0
+        self.exhausted = False
+
+    def __iter__(self) -> Iterator[Event]:
+        for event in self.events:
+            self.taken += 1
+            yield event
+        self.exhausted = True
+
+
+def _first_bad(counted: _Counted, events: tuple[Event, ...]) -> int:
     """The index of the first event the history cannot take (error path only)."""
-    for end in range(1, len(events) + 1):
+    if counted.taken and not counted.exhausted:
+        return counted.taken - 1
+    # replay read every event before refusing one (or none): find the shortest prefix it
+    # refuses by bisection, O(n log n), rather than replaying every prefix.
+    good, bad = 0, len(events)  # replay(events[:good]) is fine or empty; events[:bad] is not
+    while bad - good > 1:
+        middle = (good + bad) // 2
         try:
-            Opportunity.replay(events[:end])
+            Opportunity.replay(events[:middle])
         except OppcoreError:
-            return end - 1
-    return len(events) - 1
+            bad = middle
+        else:
+            good = middle
+    return bad - 1
 
 
 def _format(exc: BaseException, kind: Any) -> str:

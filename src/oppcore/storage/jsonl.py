@@ -38,10 +38,14 @@ from oppcore.storage.records import (
     check_batches,
     check_read_args,
     conflict,
+    shape_problem,
 )
 
 FORMAT = "oppcore-journal"
+#: The format this oppcore writes.
 FORMAT_VERSION = 1
+#: The formats this oppcore reads: a new format adds its number here and a reader for it.
+READ_VERSIONS = frozenset({FORMAT_VERSION})
 HEADER = b'{"format":"oppcore-journal","version":1}\n'
 _PREFIX = b'{"crc32":"'
 _BODY_START = len(_PREFIX) + 9  # the 8 hex digits and their closing quote
@@ -50,6 +54,7 @@ _RECORDS = b',"records":'
 _SUFFIX = b"}\n"
 _CACHED_LINES = 32
 _CHUNK = 1 << 22
+_MARK = 32  # bytes kept from each end of the last line read, to see that it is still there
 
 
 def _durable(fd: int) -> None:
@@ -59,6 +64,19 @@ def _durable(fd: int) -> None:
         fcntl.fcntl(fd, full)
     else:
         os.fsync(fd)
+
+
+def _as_json(value: object) -> str:
+    """``value`` as the file spells it (``true``, ``1.0``), cut short; never raises."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):
+        return short(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _identity(status: os.stat_result) -> tuple[int, int]:
+    return status.st_dev, status.st_ino
 
 
 def _fsync_directory(path: Path) -> None:
@@ -114,6 +132,9 @@ class JsonEventStore:
         self._line_sizes: list[int] = []
         self._positions = 0
         self._streams: dict[str, list[tuple[int, int]]] = {}  # (line index, record index)
+        # Both ends of the last line read, (offset, bytes): still there on every look, or the
+        # file was cut or replaced under this store.
+        self._marks: tuple[tuple[int, bytes], ...] = ()
         self._cache: OrderedDict[int, list[dict[str, Any]]] = OrderedDict()
         if fcntl is None:  # pragma: no cover
             raise StorageError(
@@ -139,6 +160,8 @@ class JsonEventStore:
         except FileExistsError:
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
         self._fd = fd
+        # The file this store reads, whatever the path names later.
+        self._identity = _identity(os.fstat(fd))
         self._pid = os.getpid()
         self._lock_fd = os.open(
             self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600
@@ -221,6 +244,8 @@ class JsonEventStore:
         if "_fd" not in self.__dict__:
             raise StorageError(f"Journal {str(self.path)!r} was closed; open it again.")
         size = os.fstat(self._fd).st_size
+        self._check_still_read(size)
+        last: tuple[int, bytes] | None = None
         for offset, raw in self._complete_lines(self._end, size):
             self._line_count += 1
             if self._line_count == 1:
@@ -228,8 +253,68 @@ class JsonEventStore:
             else:
                 self._index_line(raw, offset)
             self._end = offset + len(raw)
+            last = offset, raw
+        if last is not None:
+            self._mark(*last)
         if size > self._end:
             self._check_torn_tail(os.pread(self._fd, min(size - self._end, 64), self._end))
+
+    def _mark(self, offset: int, raw: bytes) -> None:
+        """Remember both ends of the last line read (the head holds its checksum)."""
+        tail = max(len(raw) - _MARK, 0)
+        self._marks = ((offset, raw[:_MARK]), (offset + tail, raw[tail:]))
+
+    def _check_still_read(self, size: int) -> None:
+        """Make sure the path still names the file this store has read, and that the file
+        still holds what was read.
+
+        Writers only ever add lines after the last complete one (and cut a torn tail there),
+        so a journal shorter than what was read, changed before the read position, or
+        another file at the path means it was cut or replaced from outside (a backup copied
+        back while a service runs).  Appending then would land after the wrong bytes, or
+        extend the file with zeros, so the store stops here, before it writes.
+        """
+        try:
+            identity = _identity(os.stat(self.path))
+        except FileNotFoundError:
+            raise self._replaced("was removed", None) from None
+        except OSError as exc:
+            raise StorageError(
+                f"Cannot look at journal {str(self.path)!r}: {exc.strerror or exc}."
+            ) from None
+        if identity != self._identity:
+            raise self._replaced("was replaced by another file", None)
+        if size < self._end:
+            raise self._replaced(
+                f"is {size} bytes long, shorter than the {self._end} bytes this store had "
+                "read: it was cut short or replaced",
+                self._first_line_past(size),
+            )
+        for offset, expected in self._marks:
+            if os.pread(self._fd, len(expected), offset) != expected:
+                raise self._replaced(
+                    f"no longer holds line {self._line_count} as this store read it: it was "
+                    "changed or replaced",
+                    self._line_count,
+                )
+
+    def _first_line_past(self, size: int) -> int:
+        """The physical number of the first line read that ends after ``size`` bytes."""
+        pairs = zip(self._line_offsets, self._line_sizes, strict=True)
+        ends = [offset + length for offset, length in pairs]
+        if not ends or size < self._line_offsets[0]:
+            return 1  # the header itself is cut
+        return bisect.bisect_right(ends, size) + 2
+
+    def _replaced(self, what: str, line: int | None) -> CorruptStoreError:
+        error = CorruptStoreError(
+            f"Journal {str(self.path)!r} {what} while this store had it open (a backup copied "
+            "back over it?). oppcore will not write to it; open the store again to read what "
+            "the file holds now.",
+            line=line,
+        )
+        self._broken = error
+        return error
 
     def _check_torn_tail(self, start: bytes) -> None:
         """A line without its newline is a write that never finished, so it must begin the
@@ -274,12 +359,13 @@ class JsonEventStore:
         if not isinstance(header, dict) or header.get("format") != FORMAT:
             raise self._corrupt(1, f"the header {short(header)} is not an oppcore journal header")
         version = header.get("version")
-        if version != FORMAT_VERSION:
-            if (
-                isinstance(version, int)
-                and not isinstance(version, bool)
-                and version > FORMAT_VERSION
-            ):
+        # Only an int is a version: true and 1.0 compare equal to 1 but were never written.
+        if type(version) is not int:
+            raise self._corrupt(
+                1, f"the header's format version {_as_json(version)} is not a whole number"
+            )
+        if version not in READ_VERSIONS:
+            if version > max(READ_VERSIONS):
                 error = CorruptStoreError(
                     f"Journal {str(self.path)!r} is in journal format {version}, newer than this "
                     f"oppcore reads ({FORMAT_VERSION}). It is not damaged: upgrade oppcore to "
@@ -288,7 +374,7 @@ class JsonEventStore:
                 )
                 self._broken = error
                 raise error
-            raise self._corrupt(1, f"the header names unknown format version {short(version)}")
+            raise self._corrupt(1, f"the header names unknown format version {version}")
 
     def _split(self, raw: bytes, line: int) -> tuple[list[list[Any]], int]:
         """Check a line's frame and checksum; its stream runs and where its records start."""
@@ -334,12 +420,13 @@ class JsonEventStore:
         expected = [(stream, first + n) for stream, first, count in runs for n in range(count)]
         if not isinstance(records, list) or len(records) != len(expected):
             raise self._corrupt(line, "its records do not match its stream index")
-        for record, (stream_id, version) in zip(records, expected, strict=True):
-            if (
-                not isinstance(record, dict)
-                or record.get("stream_id") != stream_id
-                or record.get("version") != version
-            ):
+        for number, (record, (stream_id, version)) in enumerate(
+            zip(records, expected, strict=True), 1
+        ):
+            problem = shape_problem(record)
+            if problem is not None:
+                raise self._corrupt(line, f"its record {number} (of {stream_id!r}) {problem}")
+            if record["stream_id"] != stream_id or record["version"] != version:
                 raise self._corrupt(line, f"a record of {stream_id!r} does not match the index")
         return records
 
@@ -400,7 +487,9 @@ class JsonEventStore:
                     if actual != expected:
                         raise conflict(stream_id, expected, actual)
                 if line:
-                    if os.fstat(self._fd).st_size != self._end:
+                    size = os.fstat(self._fd).st_size
+                    self._check_still_read(size)  # never write after bytes not read
+                    if size > self._end:
                         os.ftruncate(self._fd, self._end)  # a torn tail nobody acknowledged
                     if self._end == 0:
                         self._write(HEADER)
@@ -411,6 +500,7 @@ class JsonEventStore:
                     self._line_count += 1
                     self._index_line(line, offset)
                     self._end = offset + len(line)
+                    self._mark(offset, line)
         except OSError as exc:
             if isinstance(exc, StorageError):
                 raise

@@ -14,23 +14,45 @@ no privilege beyond SELECT and INSERT, and never blocks readers or maintenance).
 is held only for the insert and the commit; versions are checked and payloads encoded
 before it, and ``UNIQUE(stream_id, version)`` catches a stream that moved on in between.
 
-psycopg errors never escape raw: a lost connection becomes ``StoreUnavailableError`` (the
-same store reconnects on its next call once the server is back), a version clash
-``ConcurrencyError``, anything else ``StorageError``.
+psycopg errors never escape raw, nor ride along as an exception's context: a lost
+connection becomes ``StoreUnavailableError`` (the same store reconnects on its next call once
+the server is back), a version clash ``ConcurrencyError``, a refused login or an unknown
+database or role a ``StorageError`` that says what to fix, an id too long for the index a
+``ValidationError`` naming it, anything else ``StorageError``.  The SQLSTATE decides where
+the server sends one; a failed connection has none (libpq keeps only the text), so its text
+decides.
+
+No call waits on the server for ever.  Keepalives and ``tcp_user_timeout`` find a peer that
+is gone, but a server that is frozen (SIGSTOP, a hung VM) still has its kernel acknowledge
+every packet and answer every keepalive, so they never fire while a query waits for its
+answer.  So each call is also bounded on the client: a watchdog thread shuts down the socket
+of a call that outlives the store's ``timeout``, which makes libpq's wait return at once.
+
+No message, log line or repr holds a password.  libpq's text names the host, port, user and
+database it understood, never the password; what must not happen is that libpq reads part of
+a password as a host, a port or a database, as it does when a URL's password holds a raw
+``/`` or ``@``.  Such a URL is refused before libpq connects (or psycopg logs the attempt),
+and every text of libpq's is scrubbed of the password too.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
+import socket
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
-from typing import TYPE_CHECKING, Any
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import suppress
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import unquote
 
 from oppcore._repr import short
 from oppcore.exceptions import (
     CorruptStoreError,
+    OppcoreError,
     StorageError,
     StoreUnavailableError,
     ValidationError,
@@ -47,12 +69,32 @@ if TYPE_CHECKING:
     import psycopg
     from psycopg_pool import ConnectionPool
 
+_T = TypeVar("_T")
+
 SCHEMA_VERSION = 1
 PAGE = 10_000
 # Appends up to this many records go in one INSERT; larger ones by COPY.
 _ONE_STATEMENT = 1_000
-#: How long a statement of an append may wait for the lock or the server (seconds).
+#: How long a statement of an append may wait for the lock or the server (seconds), at
+#: most: half the store's ``timeout`` when that is shorter, so that the server's own, clean
+#: cancellation comes before the client gives up on the connection.
 STATEMENT_TIMEOUT_SECONDS = 60
+#: The longest one call may wait on the server before the store gives up on the connection
+#: (seconds): ``PostgresEventStore(conninfo, timeout=...)``.
+TIMEOUT_SECONDS = 120.0
+#: The connection parameters a store adds to its own connections unless the connection
+#: string (or, for ``connect_timeout``, ``PGCONNECT_TIMEOUT``) gives them; ``connect_timeout``
+#: and ``tcp_user_timeout`` shrink to the store's ``timeout`` when that is shorter.
+CONNECTION_DEFAULTS: dict[str, int] = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,  # milliseconds
+}
+# btree's limit on one index entry (PostgreSQL's default 8 kB pages).
+_INDEX_ENTRY_BYTES = 2704
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS oppcore_meta (
@@ -74,8 +116,55 @@ _SCHEMA = (
 # CREATE TABLE (which is not safe to run concurrently, IF NOT EXISTS or not).
 _SCHEMA_LOCK = 0x6F7070636F7265  # "oppcore"
 
-# Login refused, no such role or database: configuration, not an outage.
-_REFUSED = frozenset({"28000", "28P01", "3D000"})
+# SQLSTATE classes of a server that is away or busy for now: connection exceptions,
+# insufficient resources, objects in use or locked, operator intervention (shutdown, a
+# statement timeout), system errors.  Retrying later can help.
+_OUTAGE_CLASSES = frozenset({"08", "53", "55", "57", "58"})
+# A refused connection, told by its SQLSTATE class (invalid authorization, invalid catalog
+# name) or, at connection time, when libpq keeps only the text, by the text: configuration,
+# which retrying cannot mend.  Each says what to fix.
+_REFUSAL_CLASSES = frozenset({"28", "3D"})
+_REFUSALS = (
+    (
+        re.compile(r'database "([^"]*)" does not exist'),
+        "there is no database {name!r}. Create it, or correct the database name (dbname) in "
+        "the connection string.",
+    ),
+    (
+        re.compile(r'role "([^"]*)" does not exist'),
+        "there is no role {name!r}. Create it (CREATE ROLE ... LOGIN), or correct the user "
+        "name in the connection string.",
+    ),
+    (
+        re.compile(r'authentication failed for user "([^"]*)"'),
+        "the login of {name!r} failed. Check the user name and the password (in the "
+        "connection string, ~/.pgpass or PGPASSWORD).",
+    ),
+    (
+        re.compile(r"(no password supplied|password is required)"),
+        "it asks for a password and none was given. Give it in ~/.pgpass, PGPASSWORD or the "
+        "connection string.",
+    ),
+    (
+        re.compile(r'role "([^"]*)" is not permitted to log in'),
+        "role {name!r} may not log in. Give it LOGIN (ALTER ROLE ... LOGIN), or connect as "
+        "another role.",
+    ),
+    (
+        re.compile(r'permission denied for database "([^"]*)"'),
+        "the role may not connect to database {name!r}. Grant it CONNECT (GRANT CONNECT ON "
+        "DATABASE ...).",
+    ),
+    (
+        re.compile(r"(pg_hba\.conf)"),
+        "its pg_hba.conf lets no such connection in. Ask its administrator to allow this "
+        "user, database and host.",
+    ),
+)
+_IN_DOUBT = (
+    "an append cut off while it committed may or may not have been saved, so reload before "
+    "you retry it."
+)
 
 _SELECT = "SELECT stream_id, version, type, at, recorded_at, payload, position FROM oppcore_events"
 
@@ -90,18 +179,225 @@ def _psycopg() -> Any:
     return psycopg
 
 
-def redacted(conninfo: str) -> str:
-    """The connection string without its password, for messages."""
-    try:
+# -- passwords are never shown ---------------------------------------------------------------
+
+_URL_PREFIXES = ("postgresql://", "postgres://")
+_MASK = "***"
+# ``password=`` / ``sslpassword=`` and the value after it, quoted (up to the closing quote, or
+# the end when there is none) or bare: in a key=value string, and in a URL's query.
+_SECRET = re.compile(
+    r"(?<![A-Za-z0-9_])((?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?|\S*)", re.IGNORECASE
+)
+# A password shorter than this is not scrubbed from libpq's text: it would garble every
+# number and name in it, and hides nothing that is worth hiding.
+_SHORTEST_SCRUBBED = 3
+
+
+def masked(text: str) -> str:
+    """``text`` with every password it may hold replaced by ``***``: a URL's
+    ``user:password@``, and ``password=...`` as in a key=value connection string or a URL's
+    query.  For messages that echo what may be a connection string (a store target that
+    is not one oppcore knows, the command's ``--store``); it needs no psycopg."""
+    shown = _SECRET.sub(lambda match: match.group(1) + _MASK, text)
+    scheme, sep, rest = shown.partition("://")
+    if sep:
+        # Up to the last '@': a password holding a raw '@' or '/' is masked whole.
+        userinfo, at, after = rest.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        if at and colon:
+            shown = f"{scheme}://{user}:{_MASK}@{after}"
+    return shown
+
+
+def _secrets(conninfo: str) -> set[str]:
+    """Every text in ``conninfo`` that may be a password, as written and as libpq decodes it."""
+    found: set[str] = set()
+    for match in _SECRET.finditer(conninfo):
+        value = match.group(2)
+        found |= {value, unquote(value), _unquoted(value)}
+    if conninfo.startswith(_URL_PREFIXES):
+        userinfo, at, _ = conninfo.partition("://")[2].rpartition("@")
+        if at and ":" in userinfo:
+            value = userinfo.partition(":")[2]
+            found |= {value, unquote(value)}
+    with suppress(Exception):  # not readable: the texts above are all there is
         from psycopg.conninfo import conninfo_to_dict
 
         parts = conninfo_to_dict(conninfo)
-    except Exception:  # not parseable: show nothing of it rather than a password
+        found |= {str(parts.get(key) or "") for key in ("password", "sslpassword")}
+    return {value for value in found if len(value) >= _SHORTEST_SCRUBBED}
+
+
+def _unquoted(value: str) -> str:
+    """A key=value string's value as libpq reads it: quotes dropped, backslashes undone."""
+    if not value.startswith("'"):
+        return value
+    inner = value[1:-1] if len(value) > 1 and value.endswith("'") else value[1:]
+    return re.sub(r"\\(.)", r"\1", inner)
+
+
+def _scrubbed(text: str, secrets: set[str]) -> str:
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, _MASK)
+    return text
+
+
+def _misread(conninfo: str, parts: dict[str, Any]) -> bool:
+    """Whether libpq reads part of this URL's user name or password as a host, a port or a
+    database: an '@' or a '/' in it that is not percent-encoded.  libpq ends the user name
+    and password at the first '@' or '/', so ``postgresql://u:Hun/ter@h/db`` is host 'u',
+    port 'Hun' and database 'ter@h/db'; ``postgresql://u:p@ss@h/db`` is host 'ss@h'."""
+    if not conninfo.startswith(_URL_PREFIXES):
+        return False
+    rest = conninfo.partition("://")[2]
+    at, slash = rest.find("@"), rest.find("/")
+    if at != -1 and (slash == -1 or at < slash):
+        rest = rest[at + 1 :]  # what libpq took for the user name and password
+    if "@" in rest.partition("?")[0]:  # no host or database name holds an '@'
+        return True
+    ports = str(parts.get("port") or "").split(",")
+    return not all(port.isdigit() or not port for port in ports)
+
+
+def _parsed(conninfo: str) -> dict[str, Any]:
+    """libpq's reading of ``conninfo``; a ``ValidationError`` that never quotes it (libpq's
+    own message may: 'invalid percent-encoded token: "s3cret%zz"') when it cannot be read,
+    or would be misread."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    parts: dict[str, Any] | None = None
+    with suppress(Exception):
+        parts = conninfo_to_dict(conninfo)
+    # Raised here, outside the handler, so that libpq's message is not even its context.
+    if parts is None:
+        raise ValidationError(
+            "The PostgreSQL connection string cannot be read; check its form (in a URL, "
+            "percent-encode spaces and '%' in the user name and password, as %20 and %25). It "
+            "is not shown here, as it may hold a password."
+        )
+    if _misread(conninfo, parts):
+        raise ValidationError(
+            "The PostgreSQL URL's user name or password holds an '@' or a '/' (or its port is "
+            "not a number), which would make libpq read part of it as the host, the port or "
+            "the database: percent-encode them ('@' as %40, '/' as %2F, ':' as %3A), or keep "
+            "the password out of the URL (~/.pgpass or PGPASSWORD). The URL is not shown "
+            "here, as it may hold a password."
+        )
+    return parts
+
+
+def redacted(conninfo: str) -> str:
+    """The server a connection string names, for messages: ``PostgreSQL host:port/database``,
+    never with its password (nor any part of it that libpq would misread)."""
+    try:
+        parts = _parsed(conninfo)
+    except Exception:  # not readable, or misread: show nothing of it rather than a password
         return "the PostgreSQL server"
     host = parts.get("host") or "localhost"
     port = parts.get("port") or "5432"
     name = parts.get("dbname") or parts.get("user") or ""
-    return f"PostgreSQL {host}:{port}/{name}"
+    return _scrubbed(f"PostgreSQL {host}:{port}/{name}", _secrets(conninfo))
+
+
+# -- every call has a bound ------------------------------------------------------------------
+
+
+class _Guard:
+    """The bound on one call: past its deadline the watchdog shuts the call's socket down, so
+    that libpq's wait for an answer returns at once ("server closed the connection")."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.deadline = math.inf
+        self.fired = False
+        # A duplicate of the connection's socket: it keeps the socket itself alive while the
+        # guard is armed, so a socket libpq closes (and the system hands its number to another
+        # file) is never the one shut down.
+        self._socket: socket.socket | None = None
+
+    def arm(self, connection: psycopg.Connection[Any]) -> None:
+        try:
+            self._socket = socket.socket(fileno=os.dup(connection.pgconn.socket))
+        except Exception:  # no socket (a connection already broken): it fails on its own
+            return
+        self.deadline = time.monotonic() + self.seconds
+        _WATCHDOG.arm(self)
+
+    def disarm(self) -> None:
+        if self._socket is not None:
+            _WATCHDOG.disarm(self)  # after this the guard can no longer fire
+            self._socket.close()
+            self._socket = None
+
+    def fire(self) -> None:
+        """Cut the connection (called by the watchdog, under its lock)."""
+        self.fired = True
+        if self._socket is not None:
+            with suppress(OSError):  # already closed by the other side: cut all the same
+                self._socket.shutdown(socket.SHUT_RDWR)
+
+
+class _Watchdog:
+    """One thread per process that fires the guards whose deadline has passed."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._guards: set[_Guard] = set()
+        self._until = math.inf  # when the thread wakes next
+        self._thread: threading.Thread | None = None
+
+    def arm(self, guard: _Guard) -> None:
+        with self._condition:
+            self._guards.add(guard)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._watch, name="oppcore-postgres-watchdog", daemon=True
+                )
+                self._thread.start()
+            if guard.deadline < self._until:
+                self._condition.notify()
+
+    def disarm(self, guard: _Guard) -> None:
+        with self._condition:
+            self._guards.discard(guard)
+
+    def _watch(self) -> None:
+        with self._condition:
+            while True:
+                now = time.monotonic()
+                for guard in [guard for guard in self._guards if guard.deadline <= now]:
+                    self._guards.discard(guard)
+                    guard.fire()
+                self._until = min((guard.deadline for guard in self._guards), default=math.inf)
+                self._condition.wait(None if self._until == math.inf else self._until - now)
+
+
+_WATCHDOG = _Watchdog()
+
+
+def _new_watchdog() -> None:
+    # A forked child has no watchdog thread, and its lock may have been held at the fork.
+    global _WATCHDOG
+    _WATCHDOG = _Watchdog()
+
+
+os.register_at_fork(after_in_child=_new_watchdog)
+
+
+def _connection_defaults(parts: dict[str, Any], timeout: float) -> dict[str, int]:
+    """``CONNECTION_DEFAULTS`` less what the caller set, shrunk to ``timeout``."""
+    wanted = dict(CONNECTION_DEFAULTS)
+    # libpq waits at least 2 seconds, and counts connect_timeout in whole seconds.
+    wanted["connect_timeout"] = max(2, min(wanted["connect_timeout"], math.ceil(timeout)))
+    wanted["tcp_user_timeout"] = min(wanted["tcp_user_timeout"], math.ceil(timeout * 1000))
+    given = set(parts)
+    if os.environ.get("PGCONNECT_TIMEOUT"):
+        given.add("connect_timeout")
+    return {key: value for key, value in wanted.items() if key not in given}
+
+
+class _Clash(Exception):
+    """An insert hit ``UNIQUE(stream_id, version)``: someone appended since the check."""
 
 
 class PostgresEventStore:
@@ -110,13 +406,33 @@ class PostgresEventStore:
     ``conninfo`` is a libpq connection string or URL (``postgresql://user@host/db``).
     ``pool`` is an optional ``psycopg_pool.ConnectionPool``: without one the store keeps one
     connection of its own (one per process after a fork) and serialises its threads on it.
-    The schema is made on first use, or by ``create_schema()``.
+    ``timeout`` is the longest one call (a read of a page, an append) may wait on the server,
+    in seconds: past it the store gives up on the connection and raises
+    ``StoreUnavailableError``.  The store's own connections also get keepalives,
+    ``tcp_user_timeout`` and ``connect_timeout`` (``CONNECTION_DEFAULTS``) unless the
+    connection string sets them.  The schema is made on first use, or by ``create_schema()``.
     """
 
-    def __init__(self, conninfo: str, *, pool: ConnectionPool | None = None) -> None:
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        pool: ConnectionPool | None = None,
+        timeout: float = TIMEOUT_SECONDS,
+    ) -> None:
         if not isinstance(conninfo, str) or not conninfo.strip():
+            # Not even a repr of it: bytes or a mapping may hold a password.
+            plain = conninfo is None or isinstance(conninfo, str)
+            what = repr(conninfo) if plain else f"a {type(conninfo).__name__}"
+            raise ValidationError(f"A PostgreSQL store needs a connection string, not {what}.")
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not math.isfinite(timeout)
+            or timeout <= 0
+        ):
             raise ValidationError(
-                f"A PostgreSQL store needs a connection string, not {short(conninfo)}."
+                f"timeout must be a positive number of seconds, not {short(timeout)}."
             )
         self._psycopg = _psycopg()
         if pool is not None:
@@ -130,22 +446,16 @@ class PostgresEventStore:
                 raise ValidationError(
                     f"pool must be a psycopg_pool.ConnectionPool, not {short(pool)}."
                 )
-        try:
-            from psycopg.conninfo import conninfo_to_dict
-
-            parts = conninfo_to_dict(conninfo)
-        except Exception:  # libpq's message may quote the password: do not pass it on
-            raise ValidationError(
-                "The PostgreSQL connection string cannot be read; check its form (it is not "
-                "shown here, as it may hold a password)."
-            ) from None
+        parts = _parsed(conninfo)
         self.conninfo = conninfo
+        self.timeout = float(timeout)
         self._where = redacted(conninfo)
+        self._secrets = _secrets(conninfo)
         self._pool = pool
         self._lock = threading.RLock()
         self._connection: psycopg.Connection[Any] | None = None
-        # A connection string without its own connect_timeout gets one: never wait forever.
-        self._connect_options = {} if "connect_timeout" in parts else {"connect_timeout": 10}
+        # The caller's values win: psycopg's keywords would override the connection string's.
+        self._connect_options = _connection_defaults(parts, self.timeout)
         self._inherited: list[psycopg.Connection[Any]] = []
         self._pid = os.getpid()
         self._closed = False
@@ -160,36 +470,107 @@ class PostgresEventStore:
 
     # -- connections and errors ----------------------------------------------------------
 
-    @contextmanager
-    def _connect(self, doing: str) -> Iterator[psycopg.Connection[Any]]:
-        """A connection for one unit of work, with psycopg's errors made ours."""
+    def _run(
+        self,
+        doing: str,
+        work: Callable[[psycopg.Connection[Any]], _T],
+        *,
+        ids: Sequence[str] = (),
+    ) -> _T:
+        """``work(connection)`` on a connection for one unit of work, bounded by the store's
+        timeout, with psycopg's errors made ours.  ``ids``: the stream ids an append writes,
+        to name one that is too long for the index; an append's clash on ``UNIQUE(stream_id,
+        version)`` is ``_Clash``, for the append to tell which stream moved on."""
         if self._closed:
             raise StorageError(f"The store on {self._where} is closed.")
         psycopg = self._psycopg
+        guard = _Guard(self.timeout)
         try:
-            if self._pool is not None:
-                with self._pool.connection() as connection:
-                    yield connection
-                return
-            with self._lock:
-                yield self._own_connection()
-        except psycopg.errors.UniqueViolation:
-            raise  # the caller turns it into ConcurrencyError, knowing the stream
-        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            self._drop_connection()
-            if getattr(exc, "sqlstate", None) in _REFUSED:  # retrying cannot help
-                raise StorageError(
-                    f"{self._where} refused to {doing} it: {_reason(exc)}."
-                ) from None
-            raise StoreUnavailableError(
-                f"Cannot {doing} {self._where}: {_reason(exc)}. The same store reconnects "
-                "once the server is back; an append cut off while it committed may or may "
-                "not have been saved, so reload before you retry it."
-            ) from None
+            return self._on_a_connection(work, guard)
         except psycopg.Error as exc:
-            raise StorageError(f"Cannot {doing} {self._where}: {_reason(exc)}.") from None
+            clash = ids and isinstance(exc, psycopg.errors.UniqueViolation) and not guard.fired
+            failure: BaseException = _Clash() if clash else self._failure(exc, doing, guard, ids)
         except _pool_errors() as exc:
-            raise StoreUnavailableError(f"Cannot {doing} {self._where}: {_reason(exc)}.") from None
+            failure = StoreUnavailableError(
+                f"Cannot {doing} {self._where}: {self._reason(exc)}. The pool lent no "
+                "connection in time; the same store works again once the server is back."
+            )
+        # Raised out here, so that psycopg's exception is not even its context.
+        raise failure
+
+    def _on_a_connection(self, work: Callable[[psycopg.Connection[Any]], _T], guard: _Guard) -> _T:
+        if self._pool is not None:
+            with self._pool.connection() as connection:
+                try:
+                    guard.arm(connection)
+                    return work(connection)
+                finally:
+                    try:
+                        if not guard.fired:
+                            self._end_read(connection)
+                    finally:
+                        guard.disarm()
+                        if guard.fired:  # cut: the pool throws a closed connection away
+                            connection.close()
+        with self._lock:
+            connection = self._own_connection()
+            try:
+                guard.arm(connection)
+                return work(connection)
+            except self._psycopg.Error as exc:
+                if guard.fired or connection.broken or _outage(exc):
+                    self._drop_connection()
+                raise
+            finally:
+                guard.disarm()
+                if guard.fired:
+                    self._drop_connection()
+
+    def _end_read(self, connection: psycopg.Connection[Any]) -> None:
+        """End a pooled connection's open transaction while the guard still bounds it (the
+        pool would roll it back on its return, unbounded)."""
+        status = connection.info.transaction_status
+        if not connection.closed and status in (
+            self._psycopg.pq.TransactionStatus.INTRANS,
+            self._psycopg.pq.TransactionStatus.INERROR,
+        ):
+            with suppress(self._psycopg.Error):  # broken: the pool throws it away
+                connection.rollback()
+
+    def _failure(
+        self, exc: psycopg.Error, doing: str, guard: _Guard, ids: Sequence[str]
+    ) -> OppcoreError:
+        """psycopg's error ``exc`` as ours: what went wrong, and what to do."""
+        reason = self._reason(exc)
+        state = getattr(exc, "sqlstate", None)
+        if guard.fired:
+            return StoreUnavailableError(
+                f"{self._where} did not answer within {self.timeout:g} seconds (the store's "
+                f"timeout), so the store gave up on its connection while trying to {doing} it. "
+                f"The same store reconnects once the server answers again; {_IN_DOUBT}"
+            )
+        if state == "54000" and ids and "index row" in str(exc):
+            return ValidationError(_too_long(ids))
+        refused = _refusal(state, str(exc))
+        if refused is not None:
+            return StorageError(
+                _scrubbed(
+                    f"{self._where} refused the connection: {refused} Retrying will not help "
+                    "until then.",
+                    self._secrets,
+                )
+            )
+        if _outage(exc):
+            return StoreUnavailableError(
+                f"Cannot {doing} {self._where}: {reason}. The same store reconnects once the "
+                f"server is back; {_IN_DOUBT}"
+            )
+        return StorageError(f"Cannot {doing} {self._where}: {reason}.")
+
+    def _reason(self, exc: BaseException) -> str:
+        """The server's or the driver's reason on one line, scrubbed of the password."""
+        text = _scrubbed(" ".join(str(exc).split()), self._secrets) or type(exc).__name__
+        return text if len(text) <= 300 else text[:297] + "..."
 
     def _own_connection(self) -> psycopg.Connection[Any]:
         if self._pid != os.getpid():
@@ -200,11 +581,21 @@ class PostgresEventStore:
             self._connection = None
             self._pid = os.getpid()
         if self._connection is None or self._connection.closed:
-            self._connection = self._psycopg.connect(
-                self.conninfo,
-                autocommit=True,  # reads need no transaction; appends open their own
-                **self._connect_options,
-            )
+            unnamable = False
+            try:
+                self._connection = self._psycopg.connect(
+                    self.conninfo,
+                    autocommit=True,  # reads need no transaction; appends open their own
+                    **self._connect_options,
+                )
+            except UnicodeError:  # psycopg's IDNA encoding of the host name failed
+                unnamable = True
+            if unnamable or self._connection is None:
+                raise ValidationError(
+                    f"The host of {self._where} is not a name DNS can look up (a label is "
+                    "empty or longer than 63 characters): correct the host in the connection "
+                    "string."
+                )
         return self._connection
 
     def _drop_connection(self) -> None:
@@ -219,7 +610,10 @@ class PostgresEventStore:
         """Create the tables and record the schema version; safe to call again and from
         several processes at once.  When the tables are there already it only checks the
         version, so a role without CREATE on the schema can use the store."""
-        with self._connect("create the schema on") as connection, connection.transaction():
+        self._run("create the schema on", self._create_schema)
+
+    def _create_schema(self, connection: psycopg.Connection[Any]) -> None:
+        with connection.transaction():
             connection.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             made = connection.execute(
                 "SELECT to_regclass('oppcore_events') IS NOT NULL "
@@ -269,31 +663,34 @@ class PostgresEventStore:
             _text(stream_id, "Stream id")
         streams = [stream_id for stream_id, _, _ in checked]
         expected = {stream_id: version for stream_id, _, version in checked}
-        psycopg = self._psycopg
+        # Half the timeout, so that the server's own cancellation comes first (see above).
+        lock_wait = min(STATEMENT_TIMEOUT_SECONDS * 1000, max(1, int(self.timeout * 500)))
+
+        def work(connection: psycopg.Connection[Any]) -> None:
+            # The versions are checked before the lock: a stream's versions only ever grow,
+            # so one that is not the expected version now never will be, and one that moves
+            # on after this check makes the insert collide with UNIQUE (stream_id, version)
+            # below.  The lock is held for the insert and the commit only.
+            actual = self._versions(connection, streams)
+            for stream_id in streams:
+                if actual[stream_id] != expected[stream_id]:
+                    raise conflict(stream_id, expected[stream_id], actual[stream_id])
+            if not rows:
+                return
+            if not connection.autocommit:  # a pooled connection: end the read first
+                connection.rollback()
+            with connection.transaction():
+                # Positions in commit order: see the module's documentation.
+                connection.execute(
+                    "SELECT set_config('statement_timeout', %s, true), "
+                    "pg_advisory_xact_lock('oppcore_events'::regclass::oid::bigint)",
+                    (str(lock_wait),),
+                )
+                self._insert(connection, rows)
+
         try:
-            with self._connect("append to") as connection:
-                # The versions are checked before the lock: a stream's versions only ever
-                # grow, so one that is not the expected version now never will be, and one
-                # that moves on after this check makes the insert collide with UNIQUE
-                # (stream_id, version) below.  The lock is held for the insert and the
-                # commit only.
-                actual = self._versions(connection, streams)
-                for stream_id in streams:
-                    if actual[stream_id] != expected[stream_id]:
-                        raise conflict(stream_id, expected[stream_id], actual[stream_id])
-                if not rows:
-                    return [version for _, _, version in checked]
-                if not connection.autocommit:  # a pooled connection: end the read first
-                    connection.rollback()
-                with connection.transaction():
-                    # Positions in commit order: see the module's documentation.
-                    connection.execute(
-                        "SELECT set_config('statement_timeout', %s, true), "
-                        "pg_advisory_xact_lock('oppcore_events'::regclass::oid::bigint)",
-                        (str(STATEMENT_TIMEOUT_SECONDS * 1000),),
-                    )
-                    self._insert(connection, rows)
-        except psycopg.errors.UniqueViolation:  # someone appended since the check
+            self._run("append to", work, ids=streams)
+        except _Clash:  # someone appended since the check
             for stream_id in streams:
                 now = self.stream_version(stream_id)
                 if now != expected[stream_id]:
@@ -339,10 +736,12 @@ class PostgresEventStore:
             raise ValidationError(f"Stream id must be text, not {short(stream_id)}.")
         if "\x00" in stream_id:
             return 0  # PostgreSQL text cannot hold NUL: no such stream can exist
-        with self._connect("read") as connection:
-            row = connection.execute(
+        row = self._run(
+            "read",
+            lambda connection: connection.execute(
                 "SELECT MAX(version) FROM oppcore_events WHERE stream_id = %s", (stream_id,)
-            ).fetchone()
+            ).fetchone(),
+        )
         return int(row[0] or 0) if row else 0
 
     def read_stream(self, stream_id: str, *, after_version: int = 0) -> list[EventRecord]:
@@ -351,18 +750,22 @@ class PostgresEventStore:
             raise ValidationError(f"Stream id must be text, not {short(stream_id)}.")
         if "\x00" in stream_id:
             return []  # PostgreSQL text cannot hold NUL: no such stream can exist
-        with self._connect("read") as connection:
-            rows = connection.execute(
+        rows = self._run(
+            "read",
+            lambda connection: connection.execute(
                 f"{_SELECT} WHERE stream_id = %s AND version > %s ORDER BY version",
                 (stream_id, after_version),
-            ).fetchall()
+            ).fetchall(),
+        )
         return [self._record(row) for row in rows]
 
     def stream_ids(self) -> Iterator[str]:
-        with self._connect("read") as connection:
-            rows = connection.execute(
+        rows = self._run(
+            "read",
+            lambda connection: connection.execute(
                 "SELECT stream_id FROM oppcore_events WHERE version = 1 ORDER BY position"
-            ).fetchall()
+            ).fetchall(),
+        )
         return iter([row[0] for row in rows])
 
     def read_all(
@@ -376,10 +779,12 @@ class PostgresEventStore:
             yield self._record(row)
 
     def _page(self, after: int, count: int) -> list[tuple[Any, ...]]:
-        with self._connect("read") as connection:
-            return connection.execute(
+        return self._run(
+            "read",
+            lambda connection: connection.execute(
                 f"{_SELECT} WHERE position > %s ORDER BY position LIMIT %s", (after, count)
-            ).fetchall()
+            ).fetchall(),
+        )
 
     def _record(self, row: tuple[Any, ...]) -> EventRecord:
         try:
@@ -413,10 +818,44 @@ def _pool_errors() -> tuple[type[BaseException], ...]:
     return (PoolTimeout,)
 
 
-def _reason(exc: BaseException) -> str:
-    """The server's or the driver's reason on one line (libpq's own text holds no password)."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
+def _outage(exc: BaseException) -> bool:
+    """Whether ``exc`` says the server is away or busy for now, so that retrying later can
+    help: a lost or failed connection (no SQLSTATE), or one of ``_OUTAGE_CLASSES``."""
+    import psycopg
+
+    if isinstance(exc, psycopg.InterfaceError):  # the connection was closed under the call
+        return True
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = exc.sqlstate
+    return state is None or state[:2] in _OUTAGE_CLASSES
+
+
+def _refusal(state: str | None, text: str) -> str | None:
+    """What the server refused and what to fix, when it refused the connection (retrying
+    cannot help then), or None."""
+    if state is not None and state[:2] not in _REFUSAL_CLASSES:
+        return None
+    for pattern, template in _REFUSALS:
+        found = pattern.search(text)
+        if found:
+            return template.format(name=found.group(1))
+    if state is not None:
+        return "check the user name, the password and the database name."
+    return None
+
+
+def _too_long(ids: Sequence[str]) -> str:
+    longest = max(ids, key=_utf8_size)
+    return (
+        f"Stream id {short(longest)} ({_utf8_size(longest):,} bytes) is too long for "
+        f"PostgreSQL's index on stream ids, which takes at most {_INDEX_ENTRY_BYTES:,} bytes "
+        "(fewer for ids that do not compress): use a shorter id. Nothing was written."
+    )
+
+
+def _utf8_size(text: str) -> int:
+    return len(text.encode("utf-8", "replace"))
 
 
 def _text(value: str, what: str) -> str:

@@ -7,12 +7,12 @@ domain; the ``Repository`` turns records into opportunities, leads, campaigns an
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
 import attrs
 
 from oppcore._repr import short
-from oppcore.exceptions import ConcurrencyError, ValidationError
+from oppcore.exceptions import ConcurrencyError, CorruptStoreError, ValidationError
 
 
 @attrs.frozen
@@ -45,7 +45,26 @@ class EventRecord:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any], position: int | None = None) -> EventRecord:
+    def from_json(
+        cls, data: object, position: int | None = None, *, where: str | None = None
+    ) -> EventRecord:
+        """The record a decoded JSON object holds, after checking its shape.
+
+        Every backend reads its records through here (or ``shape_problem``), so a stored
+        object that lacks a field or holds one of the wrong kind is ``CorruptStoreError``
+        naming the field, never a ``KeyError`` further on.  ``where`` says where the object
+        was read (``"Journal 'x.jsonl' line 3"``); without it, the position is named.
+        """
+        problem = shape_problem(data)
+        if problem is not None:
+            place = where or (
+                "A stored record" if position is None else f"The record at position {position}"
+            )
+            raise CorruptStoreError(
+                f"{place} {problem}, so it is not an oppcore event record; the store was "
+                "damaged or written by another program."
+            )
+        data = cast(Mapping[str, Any], data)  # shape_problem checked it
         return cls(
             data["stream_id"],
             data["version"],
@@ -55,6 +74,42 @@ class EventRecord:
             data["payload"],
             position,
         )
+
+
+def _text(value: object) -> bool:
+    return isinstance(value, str) and value != ""
+
+
+def _version(value: object) -> bool:
+    return type(value) is int and value >= 1
+
+
+#: Each field of a stored record, a test of its value, and what the test wants.
+_SHAPE: tuple[tuple[str, Callable[[object], bool], str], ...] = (
+    ("stream_id", _text, "non-empty text"),
+    ("version", _version, "a whole number 1 or more"),
+    ("type", _text, "non-empty text"),
+    ("at", lambda value: isinstance(value, str), "ISO 8601 text"),
+    ("recorded_at", lambda value: isinstance(value, str), "ISO 8601 text"),
+    ("payload", lambda value: isinstance(value, Mapping), "a JSON object"),
+)
+
+
+def shape_problem(data: object) -> str | None:
+    """What is wrong with the shape of a stored record's JSON object, or None if nothing.
+
+    The answer completes a sentence: ``"lacks 'type'"``, ``"has 'version' '2', which is not
+    a whole number 1 or more"``.  Fields a later oppcore might add are not refused.
+    """
+    if not isinstance(data, Mapping):
+        return f"is {short(data)}, not a JSON object"
+    for name, test, wanted in _SHAPE:
+        if name not in data:
+            return f"lacks {name!r}"
+        value = data[name]
+        if not test(value):
+            return f"has {name!r} {short(value)}, which is not {wanted}"
+    return None
 
 
 @runtime_checkable

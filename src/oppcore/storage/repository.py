@@ -3,7 +3,10 @@
 Opportunities are stored as their events, one stream per opportunity (the stream id is the
 opportunity's id).  Leads, campaigns and pipelines are stored as snapshots, one stream each,
 under ``lead:<id>``, ``campaign:<id>`` and ``pipeline:<id>``; every save that changes one
-appends a new snapshot, so their history is kept too.
+appends a new snapshot, so their history is kept too.  A snapshot value carries the version of
+its stream it was read at (``Lead.version``; 0 for a value never stored), and a save that
+changes it must be based on the stored version, as a save of an opportunity must: a stale copy
+raises ``ConcurrencyError`` instead of replacing a newer one.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar, cast
+
+import attrs
 
 from oppcore import clock as _clock
 from oppcore._repr import short
@@ -46,6 +51,7 @@ _SNAPSHOTS: dict[type[Any], tuple[str, str]] = {
 RESERVED_PREFIXES = tuple(prefix for prefix, _ in _SNAPSHOTS.values())
 
 Plan = tuple[str, list[EventRecord], int]
+Snapshot = TypeVar("Snapshot", bound=Lead | Campaign | Pipeline)
 
 
 class Repository:
@@ -65,41 +71,56 @@ class Repository:
 
     # -- saving --------------------------------------------------------------------------
 
-    def save(self, value: T) -> T:
+    def save(self, value: T, *, replace: bool = False) -> T:
         """Store what is new in ``value``; ``ConcurrencyError`` if someone else saved first.
 
-        Returns ``value``.  The caller's value is never changed: after a conflict, reload
-        with ``get`` and apply the change again.
+        Returns the saved value: an opportunity as it was given; a lead, campaign or
+        pipeline carrying the version it is now stored at, to change and save again.  A
+        lead, campaign or pipeline must be based on the stored version (a new value, version
+        0, on an id stored with other content is a conflict too); saving one equal to the
+        stored one writes nothing.  ``replace=True`` lets a lead, campaign or pipeline replace
+        the stored one whatever version it was read at (as an import does); it changes
+        nothing for opportunities, whose events are always checked.  The caller's value is
+        never changed: after a conflict, reload with ``get`` and apply the change again.
         """
-        plan = self._plan(value)
+        _check_replace(replace)
+        plan, saved = self._plan(value, replace)
         if plan is not None:
             stream_id, records, expected = plan
             self.store.append(stream_id, records, expected_version=expected)
-        return value
+        return cast(T, saved)
 
-    def save_all(self, values: Iterable[T]) -> list[T]:
-        """Store many values in one durable write where the backend allows: all or nothing."""
+    def save_all(self, values: Iterable[T], *, replace: bool = False) -> list[T]:
+        """Store many values in one durable write where the backend allows: all or nothing.
+
+        Returns the saved values, in order, as ``save`` does; ``replace`` as for ``save``.
+        """
         if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
             raise ValidationError(f"save_all takes a list of values, not {short(values)}.")
-        items = list(values)
-        plans = [plan for plan in map(self._plan, items) if plan is not None]
-        streams = [stream_id for stream_id, _, _ in plans]
-        if len(set(streams)) != len(streams):
-            twice = next(s for s in streams if streams.count(s) > 1)
-            raise ValidationError(f"save_all was given {twice!r} twice; save one value per id.")
+        _check_replace(replace)
+        planned = [self._plan(value, replace) for value in values]
+        plans = [plan for plan, _ in planned if plan is not None]
+        seen: set[str] = set()
+        for stream_id, _, _ in plans:
+            if stream_id in seen:
+                raise ValidationError(
+                    f"save_all was given {stream_id!r} twice; save one value per id."
+                )
+            seen.add(stream_id)
         if plans:
             if isinstance(self.store, BatchEventStore):
                 self.store.append_many(plans)
             else:  # a backend without batches: each stream is atomic, the whole is not
                 for stream_id, records, expected in plans:
                     self.store.append(stream_id, records, expected_version=expected)
-        return items
+        return [cast(T, saved) for _, saved in planned]
 
-    def _plan(self, value: object) -> Plan | None:
+    def _plan(self, value: object, replace: bool) -> tuple[Plan | None, object]:
+        """What to append for ``value``, and the value as it will be once stored."""
         if isinstance(value, Opportunity):
-            return self._plan_opportunity(value)
+            return self._plan_opportunity(value), value
         if isinstance(value, (Lead, Campaign, Pipeline)):
-            return self._plan_snapshot(value)
+            return self._plan_snapshot(value, replace)
         raise ValidationError(
             f"A repository saves an Opportunity, Lead, Campaign or Pipeline, not {short(value)}."
         )
@@ -152,18 +173,28 @@ class Repository:
             count += 1
         return count
 
-    def _plan_snapshot(self, value: Lead | Campaign | Pipeline) -> Plan | None:
+    def _plan_snapshot(
+        self, value: Lead | Campaign | Pipeline, replace: bool
+    ) -> tuple[Plan | None, Lead | Campaign | Pipeline]:
         prefix, kind = _SNAPSHOTS[type(value)]
         stream_id = prefix + value.id
         stored = self._version(stream_id)
         if stored:
             last = self._last(stream_id, stored)
             if last is not None and self._decode_snapshot(last, type(value)) == value:
-                return None
+                return None, _at_version(value, stored)  # the same content: nothing to write
+            if value.version != stored and not replace:
+                raise _stale(value, stream_id, stored)
         now = _checks.aware((self._clock or _clock.get_clock()).now(), "The clock's time")
-        payload = value.to_dict() if isinstance(value, Pipeline) else converter().unstructure(value)
+        if isinstance(value, Pipeline):
+            payload = value.to_dict()
+        else:
+            payload = converter().unstructure(value)
+            # The record's own version is the truth: the payload keeps the content only, as
+            # it always has (so older and newer oppcore read each other's snapshots).
+            payload.pop("version", None)
         record = EventRecord(stream_id, stored + 1, kind, now.isoformat(), now.isoformat(), payload)
-        return stream_id, [record], stored
+        return (stream_id, [record], stored), _at_version(value, stored + 1)
 
     # -- loading -------------------------------------------------------------------------
 
@@ -292,7 +323,22 @@ class Repository:
                 problems.append(
                     f"The store's global order holds {in_order} records, its streams {total}."
                 )
+        problems.extend(self._store_problems())
         return problems
+
+    def _store_problems(self) -> list[str]:
+        """What the store's own check finds (SQLite's integrity check, say), if it has one.
+
+        A store may offer ``integrity_problems() -> list[str]``; the protocol does not ask
+        for it, so it is looked up, not required.
+        """
+        check = getattr(self.store, "integrity_problems", None)
+        if not callable(check):
+            return []
+        try:
+            return [str(problem) for problem in check()]
+        except OppcoreError as exc:
+            return [str(exc)]
 
     def _check_stream(self, stream_id: str, records: Sequence[EventRecord]) -> str | None:
         for expected, record in enumerate(records, 1):
@@ -338,9 +384,18 @@ class Repository:
         return cast(Event, _decoded(record, lambda payload: converter().structure(payload, cls)))
 
     def _decode_snapshot(self, record: EventRecord, cls: type[T]) -> T:
+        """The snapshot a record holds, carrying the record's version."""
         if cls is Pipeline:
-            return cast(T, _decoded(record, Pipeline.from_dict))
-        return cast(T, _decoded(record, lambda payload: converter().structure(payload, cls)))
+            pipeline = _decoded(record, Pipeline.from_dict)
+            return cast(T, _at_version(pipeline, record.version))
+        # A fresh mapping: a store may share its payloads between reads.
+        return cast(
+            T,
+            _decoded(
+                record,
+                lambda payload: converter().structure({**payload, "version": record.version}, cls),
+            ),
+        )
 
     # -- lifetime ------------------------------------------------------------------------
 
@@ -355,6 +410,35 @@ class Repository:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _check_replace(replace: object) -> None:
+    if not isinstance(replace, bool):
+        raise ValidationError(f"replace must be True or False, not {short(replace)}.")
+
+
+def _at_version(value: Snapshot, version: int) -> Snapshot:
+    """``value`` carrying ``version``: itself when it already does."""
+    return value if value.version == version else attrs.evolve(value, version=version)
+
+
+def _stale(value: Lead | Campaign | Pipeline, stream_id: str, stored: int) -> ConcurrencyError:
+    kind = type(value).__name__.lower()
+    if value.version == 0:
+        why = (
+            f"your {kind} is a new value (version 0), but {kind} {value.id!r} is stored at "
+            f"version {stored} with other content"
+        )
+    else:
+        why = f"your copy was read at version {value.version}, the store is at version {stored}"
+    return ConcurrencyError(
+        f"{type(value).__name__} {value.id!r} was saved by someone else: {why}. Reload it with "
+        f"get_{kind}() and apply your change again, or save it with replace=True to replace "
+        "the stored one.",
+        stream_id=stream_id,
+        expected=value.version,
+        actual=stored,
+    )
 
 
 def _decoded(record: EventRecord, decode: Callable[[Any], Any]) -> Any:
@@ -418,4 +502,12 @@ def open_repository(
     for suffix, store in _SUFFIXES.items():
         if lowered.endswith(suffix):
             return Repository(store(text), clock=clock)
-    raise ValidationError(f"Cannot tell what store {text!r} is. {_FORMS}")
+    if "=" in text or "@" in text:
+        # Most likely a connection string of some other form: it may hold a password.
+        from oppcore.storage.postgres import redacted
+
+        raise ValidationError(
+            f"Cannot tell what store {redacted(text)!r} is (the rest of the connection string "
+            f"is not shown: it may hold a password). {_FORMS}"
+        )
+    raise ValidationError(f"Cannot tell what store {short(text)} is. {_FORMS}")

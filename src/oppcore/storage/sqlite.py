@@ -4,6 +4,28 @@ One ``events`` table with ``UNIQUE(stream_id, version)``; WAL journal mode with
 ``synchronous=FULL`` so a committed append survives a power cut; a busy timeout so
 concurrent writers wait rather than fail; one transaction per append.  sqlite3 errors
 never escape raw: they become ``StorageError`` (or ``CorruptStoreError`` for a damaged file).
+
+SQLite keeps no checksum of its pages, so a flipped byte in a payload reads back as another
+value.  Each row therefore carries ``checksum``: the CRC32, as 8 lowercase hex digits, of its
+position and every column (see ``record_checksum``), as the JSON Lines journal does per line;
+every read checks it.  A store that has found damage (a checksum that does not match, or
+SQLite reporting "database disk image is malformed") refuses every later append.
+``integrity_problems`` runs SQLite's own ``PRAGMA integrity_check`` for ``verify``.
+
+Schema versions (``oppcore_meta.schema_version``):
+
+1. ``events`` without checksums.
+2. ``events.checksum``; ``oppcore_meta.checksums_from`` is the first position written with
+   one.  A schema 1 store opens and reads as it is (its rows are "written before checksums");
+   the first append upgrades it in its own transaction: the column (O(1) in SQLite), the
+   ``checksums_from`` mark, a trigger that refuses rows without a checksum (so an older
+   oppcore still writing to the file fails cleanly instead of writing unchecked rows), and
+   the version.  Opening and reading never write to an existing store.
+
+A newer version than ``SCHEMA_VERSION`` is refused.  Within one version, the file is made
+current by ``_make_current``: a list of idempotent steps, each of which checks whether it is
+done (a derived table is "CREATE TABLE IF NOT EXISTS, then build it if empty").  Adding such
+a table is one more step there, not another version.
 """
 
 from __future__ import annotations
@@ -13,8 +35,10 @@ import os
 import sqlite3
 import threading
 import time
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from oppcore._repr import short
 from oppcore.exceptions import CorruptStoreError, StorageError, ValidationError
@@ -26,14 +50,18 @@ from oppcore.storage.records import (
     pages,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_SECONDS = 30.0
 
-_SCHEMA = """
+_META = """
 CREATE TABLE IF NOT EXISTS oppcore_meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
-);
+)
+"""
+# Schema 1's table.  A new file gets it too, then ``_make_current`` adds what schema 2 adds:
+# one path for new and old files, so an upgraded file is exactly a new one.
+_EVENTS = """
 CREATE TABLE IF NOT EXISTS events (
     position INTEGER PRIMARY KEY AUTOINCREMENT,
     stream_id TEXT NOT NULL,
@@ -43,8 +71,39 @@ CREATE TABLE IF NOT EXISTS events (
     recorded_at TEXT NOT NULL,
     payload TEXT NOT NULL,
     UNIQUE (stream_id, version)
-);
+)
 """
+_CHECKSUM_TRIGGER = """
+CREATE TRIGGER IF NOT EXISTS oppcore_events_checksummed BEFORE INSERT ON events
+WHEN NEW.checksum IS NULL
+BEGIN
+    SELECT RAISE(ABORT, 'oppcore schema 2 needs a checksum on every event: upgrade oppcore');
+END
+"""
+_COLUMNS = "stream_id, version, type, at, recorded_at, payload"
+# The columns a read selects, then the checksum, then the position: ``pages`` pages by the
+# last value of each row.
+_Row = tuple[Any, Any, Any, Any, Any, Any, Any, int]
+
+
+def record_checksum(
+    position: int, stream_id: str, version: int, type: str, at: str, recorded_at: str, payload: str
+) -> str:
+    """The checksum a row of ``events`` carries: CRC32 of its position, columns and payload.
+
+    As 8 lowercase hex digits, of the UTF-8 bytes of the position and version, then each
+    text column prefixed with its length in characters, then the payload text as stored::
+
+        f"{position},{version},{len(stream_id)}:{stream_id}{len(type)}:{type}"
+        f"{len(at)}:{at}{len(recorded_at)}:{recorded_at}{payload}"
+
+    The lengths keep any two different rows from running together into the same text.
+    """
+    text = (
+        f"{position},{version},{len(stream_id)}:{stream_id}{len(type)}:{type}"
+        f"{len(at)}:{at}{len(recorded_at)}:{recorded_at}{payload}"
+    )
+    return f"{zlib.crc32(text.encode('utf-8')):08x}"
 
 
 class SqliteEventStore:
@@ -56,6 +115,9 @@ class SqliteEventStore:
         except TypeError:
             raise ValidationError(f"A database path must be a path, not {short(path)}.") from None
         self._lock = threading.RLock()
+        self._broken: CorruptStoreError | None = None
+        self._schema = 0  # the file's schema version, as last read
+        self._checksums_from: int | None = None  # rows from here on must carry a checksum
         try:
             if not self.path.exists():
                 # Create the file ourselves so that it is private (0600) from the start;
@@ -90,7 +152,7 @@ class SqliteEventStore:
             try:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=FULL")
-                self._create_schema()
+                self._open_schema()
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc):
@@ -110,13 +172,18 @@ class SqliteEventStore:
             return None
 
         def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+            if isinstance(exc, CorruptStoreError):
+                self.store._damaged(exc)
+                return
             if isinstance(exc, sqlite3.DatabaseError) and not isinstance(
                 exc, sqlite3.IntegrityError
             ):
                 message = str(exc).rstrip(".")
                 where = f"database {str(self.store.path)!r}"
-                if "malformed" in message or "not a database" in message:
-                    raise CorruptStoreError(f"Cannot {self.doing} {where}: {message}.") from None
+                if _is_corruption(exc):
+                    error = CorruptStoreError(f"Cannot {self.doing} {where}: {message}.")
+                    self.store._damaged(error)
+                    raise error from None
                 raise StorageError(f"Cannot {self.doing} {where}: {message}.") from None
             if isinstance(exc, sqlite3.Error):
                 reason = str(exc).rstrip(".")
@@ -127,31 +194,117 @@ class SqliteEventStore:
     def _translate(self, doing: str) -> SqliteEventStore._Translate:
         return SqliteEventStore._Translate(self, doing)
 
-    def _create_schema(self) -> None:
+    def _damaged(self, error: CorruptStoreError) -> None:
+        """Remember the first damage found: from now on this store refuses to write."""
+        if self._broken is None:
+            self._broken = error
+
+    # -- the schema ----------------------------------------------------------------------
+
+    def _open_schema(self) -> None:
+        """Read the schema version; make a new file current.  An existing file is not written."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            # One statement at a time: executescript() would commit the open transaction.
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    self._db.execute(statement)
-            row = self._db.execute(
-                "SELECT value FROM oppcore_meta WHERE key = 'schema_version'"
-            ).fetchone()
-            if row is None:
+            new = (
                 self._db.execute(
-                    "INSERT INTO oppcore_meta (key, value) VALUES ('schema_version', ?)",
-                    (str(SCHEMA_VERSION),),
+                    "SELECT COUNT(*) FROM sqlite_master WHERE name IN ('oppcore_meta', 'events')"
+                ).fetchone()[0]
+                == 0
+            )
+            if new:
+                self._db.execute(_META)
+                self._db.execute(_EVENTS)
+                self._db.execute(
+                    "INSERT INTO oppcore_meta (key, value) VALUES ('schema_version', '1')"
                 )
-            elif row[0] != str(SCHEMA_VERSION):
-                raise CorruptStoreError(
-                    f"Database {str(self.path)!r} has oppcore schema version {row[0]!r}; this "
-                    f"oppcore reads version {SCHEMA_VERSION}. Upgrade oppcore to read it."
-                )
+            self._read_schema()
+            if new:
+                self._make_current()
             self._db.execute("COMMIT")
         except BaseException:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise
+
+    def _read_schema(self) -> None:
+        """Read ``schema_version`` (and ``checksums_from``) into the store; refuse a newer one."""
+        where = f"Database {str(self.path)!r}"
+        try:
+            meta = dict(self._db.execute("SELECT key, value FROM oppcore_meta").fetchall())
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+            raise CorruptStoreError(
+                f"{where} is not an oppcore store: it has no oppcore_meta table."
+            ) from None
+        version = meta.get("schema_version")
+        if not (isinstance(version, str) and version.isdigit() and version.isascii()):
+            raise CorruptStoreError(
+                f"{where} has oppcore schema version {short(version)}, which is not a version."
+            )
+        if int(version) > SCHEMA_VERSION:
+            raise CorruptStoreError(
+                f"{where} has oppcore schema version {version!r}; this oppcore reads versions "
+                f"up to {SCHEMA_VERSION}. Upgrade oppcore to read it."
+            )
+        if int(version) >= 2:
+            start = meta.get("checksums_from")
+            if not (isinstance(start, str) and start.isdigit() and start.isascii()):
+                raise CorruptStoreError(
+                    f"{where} has checksums_from {short(start)} in oppcore_meta, which is not "
+                    f"a position."
+                )
+            self._checksums_from = int(start)
+        else:
+            self._checksums_from = None
+        self._schema = int(version)
+
+    def _make_current(self) -> None:
+        """Bring the file to ``SCHEMA_VERSION``, inside the caller's write transaction.
+
+        Every step checks whether it is done, so running this on a current file changes
+        nothing, and two processes upgrading at once (one after the other, under SQLite's
+        write lock) upgrade once.  A derived table is one more step of the form "CREATE
+        TABLE IF NOT EXISTS ...; build it if it is empty", needing no new version.
+        """
+        self._read_schema()  # another process may have upgraded since we last looked
+        if self._schema >= SCHEMA_VERSION:
+            return
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(events)")}
+        if "checksum" not in columns:
+            # Existing rows keep a NULL checksum: "written before checksums".  Filling them
+            # would rewrite the whole table and certify whatever damage it already holds.
+            self._db.execute("ALTER TABLE events ADD COLUMN checksum TEXT")
+        self._db.execute(
+            "INSERT OR IGNORE INTO oppcore_meta (key, value) VALUES ('checksums_from', ?)",
+            (str(self._next_position()),),
+        )
+        self._db.execute(_CHECKSUM_TRIGGER)
+        self._db.execute(
+            "UPDATE oppcore_meta SET value = ? WHERE key = 'schema_version'",
+            (str(SCHEMA_VERSION),),
+        )
+        self._read_schema()
+
+    def _next_position(self) -> int:
+        """The position the next row gets, as AUTOINCREMENT would give it (under the write lock)."""
+        row = self._db.execute(
+            "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), "
+            "COALESCE((SELECT MAX(position) FROM events), 0))"
+        ).fetchone()
+        return int(row[0]) + 1
+
+    def _select(self) -> str:
+        """The columns a read selects: ``checksum`` once the file has it.
+
+        A schema 1 file is read without checksums, checking each time whether another
+        process has upgraded it meanwhile (a query on the tiny meta table, only until then).
+        """
+        if self._schema < 2:
+            self._read_schema()
+        if self._schema < 2:
+            return f"{_COLUMNS}, NULL, position"
+        return f"{_COLUMNS}, checksum, position"
 
     # -- the EventStore protocol ---------------------------------------------------------
 
@@ -162,7 +315,7 @@ class SqliteEventStore:
 
     def append_many(self, batches: Sequence[tuple[str, Sequence[EventRecord], int]]) -> list[int]:
         checked = check_batches(batches)
-        rows = []
+        rows: list[tuple[str, int, str, str, str, str]] = []
         for stream_id, records, _ in checked:
             for record in records:
                 try:
@@ -173,20 +326,30 @@ class SqliteEventStore:
                     raise ValidationError(
                         f"Record payloads must be JSON-compatible: {exc}."
                     ) from None
-                rows.append(
-                    (stream_id, record.version, record.type, record.at, record.recorded_at, payload)
-                )
+                row = (stream_id, record.version, record.type, record.at, record.recorded_at)
+                _check_encodable(row, payload)
+                rows.append((*row, payload))
         with self._lock, self._translate("append to"):
+            if self._broken is not None:
+                raise self._refusal()
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                if self._schema < SCHEMA_VERSION:
+                    self._make_current()
                 for stream_id, _, expected in checked:
                     actual = self._version(stream_id)
                     if actual != expected:
                         raise conflict(stream_id, expected, actual)
+                # Positions are given here, not by AUTOINCREMENT, because the checksum
+                # covers them; the write lock makes them the ones AUTOINCREMENT would give.
+                first = self._next_position()
                 self._db.executemany(
-                    "INSERT INTO events (stream_id, version, type, at, recorded_at, payload) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    rows,
+                    "INSERT INTO events (position, stream_id, version, type, at, recorded_at, "
+                    "payload, checksum) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (position, *row, record_checksum(position, *row))
+                        for position, row in enumerate(rows, first)
+                    ],
                 )
                 self._db.execute("COMMIT")
             except BaseException:
@@ -194,6 +357,13 @@ class SqliteEventStore:
                     self._db.execute("ROLLBACK")
                 raise
         return [expected + len(records) for _, records, expected in checked]
+
+    def _refusal(self) -> CorruptStoreError:
+        found = str(self._broken).rstrip(".")
+        return CorruptStoreError(
+            f"Nothing was written: {found}. A damaged database refuses every write; run "
+            f"'oppcore verify' on it and restore it from a backup."
+        )
 
     def _version(self, stream_id: str) -> int:
         row = self._db.execute(
@@ -211,20 +381,44 @@ class SqliteEventStore:
             raise ValidationError(f"Stream id must be text, not {short(stream_id)}.")
         with self._lock, self._translate("read"):
             rows = self._db.execute(
-                "SELECT stream_id, version, type, at, recorded_at, payload, position FROM events "
+                f"SELECT {self._select()} FROM events "
                 "WHERE stream_id = ? AND version > ? ORDER BY version",
                 (stream_id, after_version),
             ).fetchall()
-        return [self._record(row) for row in rows]
+            return [self._record(row) for row in rows]
 
-    def _record(self, row: tuple[str, int, str, str, str, str, int]) -> EventRecord:
-        try:
-            payload = json.loads(row[5])
-        except ValueError:
+    def _record(self, row: _Row) -> EventRecord:
+        """The record a row holds, after checking its checksum and the kind of each column."""
+        stream_id, version, kind, at, recorded_at, text, checksum, position = row
+        where = f"Database {str(self.path)!r}: the record at position {position}"
+        columns = (stream_id, kind, at, recorded_at, text)
+        if not (all(isinstance(value, str) for value in columns) and type(version) is int):
             raise CorruptStoreError(
-                f"Database {str(self.path)!r}: the payload at position {row[6]} is not JSON."
-            ) from None
-        return EventRecord(row[0], row[1], row[2], row[3], row[4], payload, row[6])
+                f"{where} (stream {short(stream_id)}, version {short(version)}) holds a value "
+                f"of the wrong kind; it was damaged after it was written."
+            )
+        where = f"{where} (stream {stream_id!r}, version {version})"
+        if checksum is None:
+            if self._checksums_from is not None and position >= self._checksums_from:
+                raise CorruptStoreError(f"{where} has lost its checksum.")
+        else:
+            try:
+                expected = record_checksum(
+                    position, stream_id, version, kind, at, recorded_at, text
+                )
+            except UnicodeEncodeError:
+                expected = None
+            if checksum != expected:
+                raise CorruptStoreError(
+                    f"{where} does not match its checksum; it was damaged after it was written."
+                )
+        try:
+            payload = json.loads(text)
+        except ValueError:
+            raise CorruptStoreError(f"{where}: its payload is not JSON.") from None
+        if not isinstance(payload, dict):
+            raise CorruptStoreError(f"{where}: its payload is not a JSON object.")
+        return EventRecord(stream_id, version, kind, at, recorded_at, payload, position)
 
     def stream_ids(self) -> Iterator[str]:
         with self._lock, self._translate("read"):
@@ -241,15 +435,62 @@ class SqliteEventStore:
 
     def _read_all(self, after: int, limit: int | None) -> Iterator[EventRecord]:
         for row in pages(self._page, after, limit):
-            yield self._record(row)
+            with self._lock, self._translate("read"):
+                record = self._record(row)
+            yield record
 
-    def _page(self, after: int, count: int) -> list[tuple[str, int, str, str, str, str, int]]:
+    def _page(self, after: int, count: int) -> list[_Row]:
         with self._lock, self._translate("read"):
             return self._db.execute(
-                "SELECT stream_id, version, type, at, recorded_at, payload, position "
-                "FROM events WHERE position > ? ORDER BY position LIMIT ?",
+                f"SELECT {self._select()} FROM events WHERE position > ? ORDER BY position LIMIT ?",
                 (after, count),
             ).fetchall()
+
+    # -- checking ------------------------------------------------------------------------
+
+    def integrity_problems(self) -> list[str]:
+        """What SQLite's own ``PRAGMA integrity_check`` finds damaged, one line each; [] when sound.
+
+        It reads every page of the file and checks every index against its table (an
+        index that lost an entry, which makes a deal vanish from ``read_stream`` while
+        ``read_all`` still sees it), so it costs about as much as reading the whole file
+        (on the order of a second per few hundred thousand events).  Checksums are not
+        part of it: the reads ``verify`` makes check those.  Damage found here makes the
+        store refuse to write, as damage found by a read does.
+        """
+        with self._lock:
+            try:
+                found = self._check("integrity_check")
+            except sqlite3.DatabaseError as exc:
+                if not _is_corruption(exc):
+                    with self._translate("check"):
+                        raise
+                # integrity_check gives up on a page it cannot decode at all; quick_check
+                # (the same walk of every page, without the index comparison) gets further.
+                try:
+                    found = self._check("quick_check") or [str(exc)]
+                except sqlite3.DatabaseError as again:
+                    if not _is_corruption(again):
+                        with self._translate("check"):
+                            raise
+                    found = [str(exc)]
+        where = f"Database {str(self.path)!r}"
+        problems = [
+            f"{where} is damaged: SQLite's integrity check reports {line.rstrip('.')!r}."
+            for line in found
+        ]
+        if problems:
+            self._damaged(CorruptStoreError(problems[0]))
+        return problems
+
+    def _check(self, pragma: str) -> list[str]:
+        lines = []
+        for (text,) in self._db.execute(f"PRAGMA {pragma}"):
+            for line in str(text).splitlines():
+                line = line.strip()
+                if line and line != "ok" and not line.startswith("*** in database"):
+                    lines.append(line)
+        return lines
 
     def close(self) -> None:
         """Close the connection; the store cannot be used afterwards."""
@@ -261,3 +502,23 @@ class SqliteEventStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
+    """Whether SQLite says the file is damaged (SQLITE_CORRUPT, SQLITE_NOTADB)."""
+    message = str(exc)
+    return "malformed" in message or "not a database" in message
+
+
+def _check_encodable(row: tuple[str, int, str, str, str], payload: str) -> None:
+    """Refuse text SQLite cannot store as UTF-8 (a lone surrogate), naming where it is."""
+    stream_id, version, kind, at, recorded_at = row
+    texts = {"stream_id": stream_id, "type": kind, "at": at, "recorded_at": recorded_at}
+    for name, value in {**texts, "payload": payload}.items():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValidationError(
+                f"Record {version} of stream {short(stream_id)} holds text that is not valid "
+                f"Unicode in its {name} ({exc.reason} at index {exc.start}); it cannot be stored."
+            ) from None
