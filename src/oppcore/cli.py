@@ -119,7 +119,9 @@ def _status(text: str, what: str) -> os.stat_result | None:
     if not text:
         raise ValidationError(f"{what} is empty; name a file.")
     if "\0" in text:
-        raise ValidationError(f"{what} {short(_shown(text))} holds a NUL byte, which no file name can.")
+        raise ValidationError(
+            f"{what} {short(_shown(text))} holds a NUL byte, which no file name can."
+        )
     try:
         return os.stat(text)
     except FileNotFoundError:
@@ -192,7 +194,9 @@ def _store_path(text: str, *, existing: bool) -> str:
     if stat.S_ISDIR(status.st_mode):
         raise ValidationError(f"--store {short(_shown(text))} is a folder, not a store file.")
     if not stat.S_ISREG(status.st_mode):
-        raise ValidationError(f"--store {short(_shown(text))} is not a regular file, so not a store.")
+        raise ValidationError(
+            f"--store {short(_shown(text))} is not a regular file, so not a store."
+        )
     return text
 
 

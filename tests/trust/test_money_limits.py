@@ -127,7 +127,9 @@ def test_a_product_is_exact_within_the_limit_and_refused_past_it(
 
 
 @given(amounts, amounts, st.integers(min_value=0, max_value=200))
-def test_a_sum_is_exact_within_the_limit_and_refused_past_it(a: Money, b: Money, shift: int) -> None:
+def test_a_sum_is_exact_within_the_limit_and_refused_past_it(
+    a: Money, b: Money, shift: int
+) -> None:
     """The sum of two amounts (one scaled up towards the limit) is exact, or refused past it."""
     scaled = a * 10**shift if _fits(_exact_product(a.amount, Decimal(10**shift))) else a
     (ca, ea), (cb, eb) = _coefficient(scaled.amount), _coefficient(b.amount)

@@ -10,9 +10,9 @@ needs nothing else.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import attrs
@@ -182,15 +182,15 @@ class Opened(_Event):
     stage: str = attrs.field(converter=_key)
     probability: Decimal = attrs.field(converter=_probability)
     manual_probability: bool = attrs.field(default=False, converter=_flag)
-    type: str | None = attrs.field(default=None, converter=_type)
+    type: str | None = attrs.field(default=None, converter=_type)  # type: ignore[misc]
     currency: str | None = attrs.field(default=None, converter=_currency)
     amount: Money | None = attrs.field(default=None, converter=_amount)
     expected_close: date | None = attrs.field(default=None, converter=_day)
-    campaign_id: str | None = attrs.field(default=None, converter=_campaign_id)
-    lead_id: str | None = attrs.field(default=None, converter=_lead_id)
-    lead_source: str | None = attrs.field(default=None, converter=_lead_source)
-    owner: str | None = attrs.field(default=None, converter=_owner)
-    account: str | None = attrs.field(default=None, converter=_account)
+    campaign_id: str | None = attrs.field(default=None, converter=_campaign_id)  # type: ignore[misc]
+    lead_id: str | None = attrs.field(default=None, converter=_lead_id)  # type: ignore[misc]
+    lead_source: str | None = attrs.field(default=None, converter=_lead_source)  # type: ignore[misc]
+    owner: str | None = attrs.field(default=None, converter=_owner)  # type: ignore[misc]
+    account: str | None = attrs.field(default=None, converter=_account)  # type: ignore[misc]
     description: str = attrs.field(default="", converter=_description)
     line_items: tuple[LineItem, ...] = attrs.field(default=(), converter=_items)
 
@@ -219,7 +219,7 @@ class Lost(_Event):
 
     from_stage: str = attrs.field(converter=_key)
     to_stage: str = attrs.field(converter=_key)
-    reason: str | None = attrs.field(default=None, converter=_reason)
+    reason: str | None = attrs.field(default=None, converter=_reason)  # type: ignore[misc]
 
 
 @attrs.frozen(kw_only=True, weakref_slot=False)
@@ -273,17 +273,17 @@ class FieldsChanged(_Event):
     """
 
     fields: tuple[str, ...] = attrs.field(converter=_field_names)
-    name: str | None = attrs.field(default=None, converter=_optional_name)
-    type: str | None = attrs.field(default=None, converter=_type)
+    name: str | None = attrs.field(default=None, converter=_optional_name)  # type: ignore[misc]
+    type: str | None = attrs.field(default=None, converter=_type)  # type: ignore[misc]
     amount: Money | None = attrs.field(default=None, converter=_amount)
     currency: str | None = attrs.field(default=None, converter=_currency)
     probability: Decimal | None = attrs.field(default=None, converter=_optional_probability)
     expected_close: date | None = attrs.field(default=None, converter=_day)
-    campaign_id: str | None = attrs.field(default=None, converter=_campaign_id)
-    lead_id: str | None = attrs.field(default=None, converter=_lead_id)
-    lead_source: str | None = attrs.field(default=None, converter=_lead_source)
-    owner: str | None = attrs.field(default=None, converter=_owner)
-    account: str | None = attrs.field(default=None, converter=_account)
+    campaign_id: str | None = attrs.field(default=None, converter=_campaign_id)  # type: ignore[misc]
+    lead_id: str | None = attrs.field(default=None, converter=_lead_id)  # type: ignore[misc]
+    lead_source: str | None = attrs.field(default=None, converter=_lead_source)  # type: ignore[misc]
+    owner: str | None = attrs.field(default=None, converter=_owner)  # type: ignore[misc]
+    account: str | None = attrs.field(default=None, converter=_account)  # type: ignore[misc]
     description: str | None = attrs.field(default=None, converter=_optional_description)
 
     def __attrs_post_init__(self) -> None:

@@ -773,7 +773,9 @@ class Opportunity:
             slot.__set__(new, updates[name] if name in updates else slot.__get__(self))
         return new
 
-    def _lines_after(self, event: LineItemAdded | LineItemRemoved | LineItemChanged) -> _Lines | None:
+    def _lines_after(
+        self, event: LineItemAdded | LineItemRemoved | LineItemChanged
+    ) -> _Lines | None:
         """The lines after a line event, checked as ``_line_items`` checks a whole list."""
         lines = self._lines
         if isinstance(event, LineItemAdded):
@@ -992,7 +994,8 @@ class _Lines:
         self.log = log
         self.count = count
         self._items: tuple[LineItem, ...] | None = None
-        self._sum, self._exponents = (None, None) if total is None else total
+        self._sum: Decimal | None = None if total is None else total[0]
+        self._exponents: dict[int, int] | None = None if total is None else total[1]
 
     @classmethod
     def of(cls, items: Sequence[LineItem]) -> _Lines | None:
@@ -1116,6 +1119,7 @@ def _counted(counts: dict[int, int], key: int, step: int) -> dict[int, int]:
     else:
         del result[key]
     return result
+
 
 _EVENT_CLASSES = (
     Opened,
