@@ -317,28 +317,10 @@ def _discard(path: str, made: Sequence[str]) -> None:
 
 def _read_rates(path: str) -> ExchangeRates:
     """Rates from a CSV with the columns base, quote, date, rate (one rate per line)."""
+    from oppcore.io.csvfiles import read_rates
+
     _input(path, "rates file")
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            rows = list(csv.DictReader(handle))
-    except OSError as exc:
-        raise StorageError(f"Cannot read rates file {short(path)}: {exc.strerror}.") from None
-    except UnicodeDecodeError:
-        raise ValidationError(f"Rates file {short(path)} is not UTF-8 text.") from None
-    except csv.Error as exc:
-        raise ValidationError(f"Rates file {short(path)} is not CSV: {exc}.") from None
-    entries = []
-    for line, row in enumerate(rows, start=2):
-        try:
-            entries.append(
-                (row["base"], row["quote"], date.fromisoformat(row["date"]), row["rate"])
-            )
-        except (KeyError, TypeError, ValueError):
-            raise ValidationError(
-                f"Rates file {short(path)} line {line}: expected the columns base, quote, date "
-                f"(YYYY-MM-DD) and rate, got {short(dict(row))}."
-            ) from None
-    return ExchangeRates(entries)
+    return read_rates(path)
 
 
 # -- reports ---------------------------------------------------------------------------
