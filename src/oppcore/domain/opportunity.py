@@ -15,6 +15,7 @@ events.
 from __future__ import annotations
 
 import bisect
+import gc
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
@@ -830,6 +831,18 @@ class Opportunity:
 
     def history(self) -> tuple[HistoryEntry, ...]:
         """The state after each event, with what changed (knock-on changes included)."""
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return self._history()
+        finally:
+            # Several objects per event and no garbage cycles: the cyclic collector would walk
+            # the growing result again and again (a third of the time at 100,000 events), so
+            # it is paused, as Repository pauses it for bulk loads, and restored as it was.
+            if collecting:
+                gc.enable()
+
+    def _history(self) -> tuple[HistoryEntry, ...]:
         entries = []
         before: dict[str, Any] | None = None
         for event, state in zip(self.events, self._states(), strict=True):
