@@ -238,6 +238,37 @@ def with_foreign_amount(lf: Any, target: str | None, converting: bool) -> Any:
     )
 
 
+def amount_groups(
+    frame: object,
+    keys: Sequence[str],
+    as_of: datetime | None,
+    currency: str | None,
+    rates: Any,
+    zone: tzinfo,
+    valued_on: date,
+) -> tuple[Any, Any, list[dict[str, Any]]]:
+    """The rows standing at ``as_of``, the table's ``Valuation``, and one group per ``keys``
+    (``day``: expected close when open, local close date otherwise; ``foreign``: see
+    ``with_foreign_amount``) with its count, the count with an amount, and their sum."""
+    nw = _narwhals()
+    col = nw.col
+    lf = standing(lazy(frame), as_of)
+    found = currencies(lf)
+    money = valuation(found, currency, rates, valued_on)
+    converting = money.currency is not None and any(code != money.currency for code in found)
+    day = (
+        nw.when(col("outcome") == "open")
+        .then(col("expected_close"))
+        .otherwise(local_day(lf, "closed_at", zone))
+    )
+    grouped = rows(
+        with_foreign_amount(lf.with_columns(day=day), money.currency, converting)
+        .group_by(list(keys), drop_null_keys=False)
+        .agg(n=nw.len(), counted=col("amount").count(), amount=col("amount").sum())
+    )
+    return lf, money, grouped
+
+
 # -- forecast ----------------------------------------------------------------------------
 
 _HUNDRED = Decimal(100)
@@ -256,33 +287,13 @@ def forecast(
     valued_on: date,
 ) -> list[Any]:
     """``analytics.forecast`` on a deal frame: the same rows, from one grouped query."""
-    from oppcore.analytics.forecast import ForecastRow, _Bucket
+    from oppcore.analytics.forecast import _Bucket, _finished
     from oppcore.analytics.periods import Period
     from oppcore.analytics.periods import period_of as _period_of
-    from oppcore.domain.money import EXACT, Money
+    from oppcore.domain.money import EXACT
 
-    nw = _narwhals()
-    col = nw.col
-    lf = standing(lazy(frame), as_of)
-    found = currencies(lf)
-    money = valuation(found, currency, rates, valued_on)
-    target = money.currency
-    converting = target is not None and any(code != target for code in found)
-    day = (
-        nw.when(col("outcome") == "open")
-        .then(col("expected_close"))
-        .otherwise(local_day(lf, "closed_at", zone))
-    )
     keys = ["outcome", "forecast_category", "stage", "probability", "currency", "foreign", "day"]
-    grouped = rows(
-        with_foreign_amount(lf.with_columns(day=day), target, converting)
-        .group_by(keys, drop_null_keys=False)
-        .agg(
-            n=nw.len(),
-            counted=col("amount").count(),
-            amount=col("amount").sum(),
-        )
-    )
+    _, money, grouped = amount_groups(frame, keys, as_of, currency, rates, zone, valued_on)
     buckets: dict[Period | None, _Bucket] = {}
     by_day: dict[date | None, _Bucket] = {}
 
@@ -319,27 +330,14 @@ def forecast(
                 row.won = add(row.won, value)
         else:
             row.lost_count += count
-    scheduled = sorted((p for p in buckets if p is not None), key=lambda p: p.start)
-    ordered: list[Period | None] = [*scheduled, *([None] if None in buckets else [])]
-
-    def cash(amount: Decimal) -> Money | None:
-        return None if target is None else Money._exact(_plain(amount), target)
-
-    return [
-        ForecastRow(
-            period=key,
-            open_count=b.open_count,
-            pipeline=cash(b.pipeline),
-            best_case=cash(b.best_case),
-            commit=cash(b.commit),
-            weighted=cash(b.weighted),
-            won_count=b.won_count,
-            won=cash(b.won),
-            lost_count=b.lost_count,
+    for b in buckets.values():
+        b.pipeline, b.best_case, b.commit = (
+            _plain(b.pipeline),
+            _plain(b.best_case),
+            _plain(b.commit),
         )
-        for key in ordered
-        for b in (buckets[key],)
-    ]
+        b.weighted, b.won = _plain(b.weighted), _plain(b.won)
+    return _finished(buckets, money.currency)
 
 
 def _value(group: dict[str, Any], counted: int, money: Any, on: date) -> Decimal:
@@ -432,29 +430,14 @@ def effectiveness(
     valued_on: date,
 ) -> list[Any]:
     """``analytics.effectiveness`` on a deal frame, ``by`` one of the named keys."""
-    from oppcore.analytics import _common
-    from oppcore.analytics.effectiveness import EffectivenessRow, _cost, _ordered, _roi, _Tally
-    from oppcore.domain.money import EXACT, Money
+    from oppcore.analytics.effectiveness import _finished, _Tally
+    from oppcore.domain.money import EXACT
 
     nw = _narwhals()
     col = nw.col
     column = _KEY_COLUMNS[by]
-    lf = standing(lazy(frame), as_of)
-    found = currencies(lf)
-    money = valuation(found, currency, rates, valued_on)
-    target = money.currency
-    converting = target is not None and any(code != target for code in found)
-    day = (
-        nw.when(col("outcome") == "open")
-        .then(col("expected_close"))
-        .otherwise(local_day(lf, "closed_at", zone))
-    )
     keys = [column, "outcome", "forecast_category", "probability", "currency", "foreign", "day"]
-    grouped = rows(
-        with_foreign_amount(lf.with_columns(day=day), target, converting)
-        .group_by(keys, drop_null_keys=False)
-        .agg(n=nw.len(), counted=col("amount").count(), amount=col("amount").sum())
-    )
+    lf, money, grouped = amount_groups(frame, keys, as_of, currency, rates, zone, valued_on)
     won_lf = lf.filter(col("outcome") == "won", ~col("closed_at").is_null())
     cycles = rows(
         won_lf.with_columns(cycle=cycle_microseconds(won_lf, zone))
@@ -494,37 +477,16 @@ def effectiveness(
     lengths: dict[Any, list[tuple[int, int]]] = {}
     for group in cycles:
         lengths.setdefault(group[column], []).append((int(group["cycle"]), int(group["n"])))
-    code = target
-
-    def cash(amount: Decimal) -> Money | None:
-        return None if code is None else Money._exact(_plain(amount), code)
-
-    result = []
-    for key in _ordered(tallies):
-        tally = tallies[key]
-        won_revenue = cash(tally.won_revenue)
-        cost = _cost(known.get(key) if by == "campaign" and isinstance(key, str) else None, money)
-        result.append(
-            EffectivenessRow(
-                key=key,
-                opportunities=tally.opportunities,
-                open=tally.open,
-                won=tally.won,
-                lost=tally.lost,
-                win_rate=_common.ratio(tally.won, tally.won + tally.lost),
-                win_rate_all=_common.ratio(tally.won, tally.opportunities),
-                won_revenue=won_revenue,
-                pipeline=cash(tally.pipeline),
-                weighted=cash(tally.weighted),
-                avg_won_deal=_common.per(won_revenue, tally.won_with_amount),
-                avg_cycle_days=_mean_days(lengths.get(key, [])),
-                cost=cost,
-                roi=_roi(won_revenue, cost),
-                cost_per_opportunity=_common.per(cost, tally.opportunities),
-                cost_per_won=_common.per(cost, tally.won),
-            )
-        )
-    return result
+    for tally in tallies.values():
+        tally.won_revenue, tally.pipeline = _plain(tally.won_revenue), _plain(tally.pipeline)
+        tally.weighted = _plain(tally.weighted)
+    return _finished(
+        tallies,
+        by=by,
+        known=known,
+        money=money,
+        cycle_days=lambda key, _: _mean_days(lengths.get(key, [])),
+    )
 
 
 def _mean_days(lengths: list[tuple[int, int]]) -> Decimal | None:

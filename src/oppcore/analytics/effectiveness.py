@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -160,6 +160,21 @@ def effectiveness(
                 )
         else:
             tally.lost += 1
+    rows = _finished(
+        tallies, by=by, known=known, money=money, cycle_days=lambda _, t: _common.mean(t.cycles)
+    )
+    return Table.of(EffectivenessRow, rows, title=f"Effectiveness by {_title(by)}")
+
+
+def _finished(
+    tallies: Mapping[Hashable, _Tally],
+    *,
+    by: object,
+    known: Mapping[str, Campaign],
+    money: _common.Valuation,
+    cycle_days: Callable[[Hashable, _Tally], Decimal | None],
+) -> list[EffectivenessRow]:
+    """The rows of the table, in key order; ``cycle_days`` gives each key's mean cycle."""
     code = money.currency
 
     def cash(amount: Decimal) -> Money | None:
@@ -183,14 +198,14 @@ def effectiveness(
                 pipeline=cash(tally.pipeline),
                 weighted=cash(tally.weighted),
                 avg_won_deal=_common.per(won_revenue, tally.won_with_amount),
-                avg_cycle_days=_common.mean(tally.cycles),
+                avg_cycle_days=cycle_days(key, tally),
                 cost=cost,
                 roi=_roi(won_revenue, cost),
                 cost_per_opportunity=_common.per(cost, tally.opportunities),
                 cost_per_won=_common.per(cost, tally.won),
             )
         )
-    return Table.of(EffectivenessRow, rows, title=f"Effectiveness by {_title(by)}")
+    return rows
 
 
 def _ordered(keys: Iterable[Hashable]) -> list[Hashable]:

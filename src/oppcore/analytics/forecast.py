@@ -127,14 +127,19 @@ def forecast(
                     row.won = add(row.won, value)
             else:
                 row.lost_count += 1
-    code = money.currency
+    rows = _finished(buckets, money.currency)
+    return Table.of(ForecastRow, rows, title=f"Forecast by {grain}")
+
+
+def _finished(buckets: Mapping[Period | None, _Bucket], code: str | None) -> list[ForecastRow]:
+    """The rows of the forecast: periods in time order, then the unscheduled row."""
     scheduled = sorted((p for p in buckets if p is not None), key=lambda p: p.start)
     ordered: list[Period | None] = [*scheduled, *([None] if None in buckets else [])]
 
     def cash(amount: Decimal) -> Money | None:
         return None if code is None else Money._exact(amount, code)
 
-    rows = [
+    return [
         ForecastRow(
             period=key,
             open_count=b.open_count,
@@ -149,7 +154,6 @@ def forecast(
         for key in ordered
         for b in (buckets[key],)
     ]
-    return Table.of(ForecastRow, rows, title=f"Forecast by {grain}")
 
 
 @attrs.frozen
