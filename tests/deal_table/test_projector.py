@@ -10,15 +10,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from oppcore import Opportunity
-from oppcore.domain.versions import COLUMNS, DealVersion, project
+from oppcore.domain.versions import COLUMNS, DealVersion, project, versions
 from tests.strategies import opportunities
 
 _TIMES = ("valid_from", "valid_to", "recorded_from", "recorded_to")
 
 
 def _versions(opp: Opportunity) -> tuple[DealVersion, ...]:
-    states = [(e, Opportunity.replay(opp.events[: i + 1])) for i, e in enumerate(opp.events)]
-    return project(states)
+    return versions(opp)
 
 
 def _fields(row: DealVersion) -> dict[str, object]:

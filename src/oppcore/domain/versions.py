@@ -161,15 +161,8 @@ def _row(
 
 
 def folded(opp: Opportunity) -> Iterator[tuple[Event, Opportunity]]:
-    """Each of the deal's events with the state right after it: the fold, once."""
-    from oppcore.domain.opportunity import Opportunity
-
-    events = opp.events
-    state = Opportunity.replay(events[:1])
-    yield events[0], state
-    for event in events[1:]:
-        state = state._apply(event)
-        yield event, state
+    """Each of the deal's events with the state right after it: the deal's own fold, once."""
+    return zip(opp.events, opp._states(), strict=True)
 
 
 def versions(opp: Opportunity) -> tuple[DealVersion, ...]:
