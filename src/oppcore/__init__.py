@@ -9,6 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 from oppcore.clock import Clock, FixedClock, SystemClock, get_clock, set_clock, using
 from oppcore.domain import (
     Campaign,
+    DealVersion,
     Event,
     ExchangeRates,
     FieldsChanged,
@@ -60,6 +61,7 @@ __all__ = [
     "ConcurrencyError",
     "CorruptStoreError",
     "CurrencyMismatchError",
+    "DealVersion",
     "DeserializationError",
     "Event",
     "ExchangeRates",

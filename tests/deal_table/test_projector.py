@@ -9,15 +9,18 @@ import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 
-from oppcore import Opportunity
-from oppcore.domain.versions import COLUMNS, DealVersion, project, versions
+from oppcore import DealVersion, Opportunity
+from oppcore.domain.versions import COLUMNS, project, versions
 from tests.strategies import opportunities
 
 _TIMES = ("valid_from", "valid_to", "recorded_from", "recorded_to")
 
 
 def _versions(opp: Opportunity) -> tuple[DealVersion, ...]:
-    return versions(opp)
+    """The public method, held to the module's function (one projector)."""
+    rows = opp.versions()
+    assert rows == versions(opp)
+    return rows
 
 
 def _fields(row: DealVersion) -> dict[str, object]:

@@ -21,9 +21,11 @@ from oppcore.domain.line_items import LineItem, LineKind
 from oppcore.domain.money import ExchangeRates, Money, minor_units
 from oppcore.domain.opportunity import Opportunity
 from oppcore.domain.stages import ForecastCategory, Outcome, Pipeline, Stage
+from oppcore.domain.versions import DealVersion
 
 __all__ = [
     "Campaign",
+    "DealVersion",
     "Event",
     "ExchangeRates",
     "FieldsChanged",

@@ -42,7 +42,9 @@ from oppcore.domain.events import (
 from oppcore.domain.history import HistoryEntry, StageInterval
 from oppcore.domain.line_items import LineItem
 from oppcore.domain.money import EXACT, Money, as_money, currency_code
+from oppcore.domain import versions as _versions
 from oppcore.domain.stages import ForecastCategory, Outcome, Pipeline, Stage
+from oppcore.domain.versions import DealVersion
 from oppcore.exceptions import CurrencyMismatchError, TransitionError, ValidationError
 
 _HUNDRED = Decimal(100)
@@ -891,6 +893,14 @@ class Opportunity:
             "closed_at": self.closed_at,
             "line_items": self.line_items,
         }
+
+    def versions(self) -> tuple[DealVersion, ...]:
+        """The deal's rows in the deal table: one per state, in valid and recorded time.
+
+        See ``oppcore.domain.versions`` for the rule: the rows standing at ``t`` as known at
+        ``k`` are exactly ``self.as_known_at(k).as_of(t)`` for every ``t <= k``.
+        """
+        return _versions.versions(self)
 
     def stage_timeline(self) -> tuple[StageInterval, ...]:
         """Each stretch of time in one stage, in order; the last is open-ended."""
