@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from decimal import Decimal
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 from oppcore import clock as _clock
 from oppcore._repr import short
@@ -15,12 +15,18 @@ from oppcore.domain.money import DIVISION, EXACT, ExchangeRates, Money, currency
 from oppcore.domain.opportunity import Opportunity
 from oppcore.exceptions import CurrencyMismatchError, ValidationError
 
+if TYPE_CHECKING:
+    from narwhals.typing import IntoFrame
+
 _DAY_SECONDS = Decimal(86400)
 
 UTC = timezone.utc
 #: What ``time_zone=`` takes: a zone name (``"Asia/Bangkok"``, ``"UTC"``, ``"+07:00"``), a
 #: ``tzinfo``, or None for UTC.
 ZoneLike: TypeAlias = "str | tzinfo | None"
+#: What the analytics read: opportunities, or a deal frame of any engine narwhals supports
+#: (``oppcore.frame.deal_frame``, ``Repository.deal_frame``, a frame read from Parquet).
+Deals: TypeAlias = "Iterable[Opportunity] | IntoFrame"
 #: A moment: an aware datetime, or a date, meaning a whole local day.
 When: TypeAlias = "datetime | date"
 
@@ -140,7 +146,7 @@ def _offset(moment: datetime, zone: tzinfo) -> timedelta:
 # -- the deals -----------------------------------------------------------------------------
 
 
-def deals(opps: Iterable[Opportunity], as_of: When | None, zone: tzinfo = UTC) -> list[Opportunity]:
+def deals(opps: object, as_of: When | None, zone: tzinfo = UTC) -> list[Opportunity]:
     """The opportunities to analyse: each as it stood at ``as_of`` (left out if not yet open);
     ``as_of`` a date is the end of that day in ``zone``."""
     if isinstance(opps, (str, bytes, Mapping)) or not isinstance(opps, Iterable):

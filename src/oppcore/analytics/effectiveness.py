@@ -10,7 +10,7 @@ from typing import Any, Literal
 import attrs
 
 from oppcore._repr import short
-from oppcore.analytics import _common
+from oppcore.analytics import _common, _frames
 from oppcore.analytics.table import Table
 from oppcore.clock import Clock
 from oppcore.domain.lead import Campaign
@@ -97,7 +97,7 @@ def _campaigns(campaigns: object) -> dict[str, Campaign]:
 
 
 def effectiveness(
-    opps: Iterable[Opportunity],
+    opps: _common.Deals,
     *,
     by: Literal["campaign", "lead_source", "type", "owner", "account"]
     | Callable[[Opportunity], Hashable],
@@ -119,6 +119,23 @@ def effectiveness(
     key_of = _key_function(by)
     known = _campaigns(campaigns)
     zone = _common.time_zone(time_zone)
+    if _frames.looks_like_frame(opps):
+        if callable(by):
+            raise ValidationError(
+                "A deal frame is grouped on its engine, by a column: by= takes 'campaign', "
+                "'lead_source', 'type', 'owner' or 'account' with a frame, not a function."
+            )
+        found = _frames.effectiveness(
+            opps,
+            by=str(by),
+            known=known,
+            as_of=None if as_of is None else _common.instant(as_of, "as_of", zone),
+            currency=currency,
+            rates=rates,
+            zone=zone,
+            valued_on=_common.today(as_of, clock, zone),
+        )
+        return Table.of(EffectivenessRow, found, title=f"Effectiveness by {_title(by)}")
     deals = _common.deals(opps, as_of, zone)
     money = _common.Valuation(deals, currency, rates, _common.today(as_of, clock, zone), zone)
     tallies: dict[Hashable, _Tally] = {}
@@ -239,13 +256,13 @@ def _roi(revenue: Money | None, cost: Money | None) -> Decimal | None:
 
 
 def campaign_effectiveness(
-    opps: Iterable[Opportunity], campaigns: Iterable[Campaign] = (), **kw: Any
+    opps: _common.Deals, campaigns: Iterable[Campaign] = (), **kw: Any
 ) -> Table[EffectivenessRow]:
     """``effectiveness(opps, by="campaign", campaigns=campaigns, ...)``."""
     return effectiveness(opps, by="campaign", campaigns=campaigns, **kw)
 
 
-def lead_source_effectiveness(opps: Iterable[Opportunity], **kw: Any) -> Table[EffectivenessRow]:
+def lead_source_effectiveness(opps: _common.Deals, **kw: Any) -> Table[EffectivenessRow]:
     """``effectiveness(opps, by="lead_source", ...)``."""
     return effectiveness(opps, by="lead_source", **kw)
 
@@ -261,7 +278,7 @@ class CycleStats:
 
 
 def sales_cycle(
-    opps: Iterable[Opportunity],
+    opps: _common.Deals,
     *,
     basis: Literal["won", "closed"] = "won",
     time_zone: _common.ZoneLike = None,
@@ -275,6 +292,14 @@ def sales_cycle(
     if basis not in ("won", "closed"):
         raise ValidationError(f"basis {short(basis)} is not 'won' or 'closed'.")
     zone = _common.time_zone(time_zone)
+    if _frames.looks_like_frame(opps):
+        lengths = _frames.sales_cycle_lengths(opps, basis, zone)
+        return CycleStats(
+            count=len(lengths),
+            mean_days=_common.mean(lengths),
+            median_days=_common.quantile(lengths, Decimal("0.5")),
+            p90_days=_common.quantile(lengths, Decimal("0.9")),
+        )
     lengths = sorted(
         _common.days(_common.local_span(opp.created_at, opp.closed_at, zone))
         for opp in _common.deals(opps, None)

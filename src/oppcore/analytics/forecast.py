@@ -10,7 +10,7 @@ from decimal import Decimal
 import attrs
 
 from oppcore._repr import short
-from oppcore.analytics import _common
+from oppcore.analytics import _common, _frames
 from oppcore.analytics.periods import FiscalCalendar, Grain, Period, check_calendar, check_grain
 from oppcore.analytics.periods import period_of as _period_of
 from oppcore.analytics.table import Table
@@ -57,7 +57,7 @@ class _Bucket:
 
 
 def forecast(
-    opps: Iterable[Opportunity],
+    opps: _common.Deals,
     *,
     period: Grain = "month",
     calendar: FiscalCalendar | None = None,
@@ -80,6 +80,19 @@ def forecast(
     fiscal = check_calendar(calendar)
     chances = _common.probabilities_map(probabilities)
     zone = _common.time_zone(time_zone)
+    if _frames.looks_like_frame(opps):
+        found = _frames.forecast(
+            opps,
+            grain=grain,
+            fiscal=fiscal,
+            as_of=None if as_of is None else _common.instant(as_of, "as_of", zone),
+            currency=currency,
+            rates=rates,
+            chances=chances,
+            zone=zone,
+            valued_on=_common.today(as_of, clock, zone),
+        )
+        return Table.of(ForecastRow, found, title=f"Forecast by {grain}")
     deals = _common.deals(opps, as_of, zone)
     money = _common.Valuation(deals, currency, rates, _common.today(as_of, clock, zone), zone)
     local_date = _common.local_date

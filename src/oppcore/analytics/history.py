@@ -5,27 +5,52 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterable
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import attrs
 
 from oppcore._repr import short
-from oppcore.analytics import _common
+from oppcore.analytics import _common, _frames
 from oppcore.analytics.effectiveness import _key_function, _ordered, _title
+
+if TYPE_CHECKING:
+    from narwhals.typing import IntoFrameT
 from oppcore.analytics.table import Table
 from oppcore.domain.events import FieldsChanged, Opened
 from oppcore.domain.opportunity import Opportunity
 from oppcore.exceptions import ValidationError
 
 
+@overload
 def snapshot(
     opps: Iterable[Opportunity],
     *,
     as_of: datetime | date,
     known_at: datetime | date | None = None,
     time_zone: _common.ZoneLike = None,
-) -> list[Opportunity]:
+) -> list[Opportunity]: ...
+
+
+@overload
+def snapshot(
+    opps: IntoFrameT,
+    *,
+    as_of: datetime | date,
+    known_at: datetime | date | None = None,
+    time_zone: _common.ZoneLike = None,
+) -> IntoFrameT: ...
+
+
+def snapshot(
+    opps: _common.Deals,
+    *,
+    as_of: datetime | date,
+    known_at: datetime | date | None = None,
+    time_zone: _common.ZoneLike = None,
+) -> Any:
     """Each deal as it stood at valid time ``as_of``, leaving out deals not yet open then.
+
+    Given a deal frame, the rows standing then, as a frame of the same engine.
 
     With ``known_at``, only what had been recorded by then counts: a change recorded later
     but back-dated to before ``as_of`` is left out, as a report run at ``known_at`` saw it.
@@ -36,6 +61,8 @@ def snapshot(
     zone = _common.time_zone(time_zone)
     moment = _common.instant(as_of, "as_of", zone)
     known = None if known_at is None else _common.instant(known_at, "known_at", zone)
+    if _frames.looks_like_frame(opps):
+        return _frames.snapshot(opps, as_of=moment, known_at=known)
     deals = _common.deals(opps, None)
     result = []
     for opp in deals:

@@ -26,6 +26,7 @@ import attrs
 
 from oppcore import clock as _clock
 from oppcore.domain import _checks
+from oppcore.domain import versions as _versions
 from oppcore.domain.events import (
     UPDATABLE_FIELDS,
     Event,
@@ -42,7 +43,6 @@ from oppcore.domain.events import (
 from oppcore.domain.history import HistoryEntry, StageInterval
 from oppcore.domain.line_items import LineItem
 from oppcore.domain.money import EXACT, Money, as_money, currency_code
-from oppcore.domain import versions as _versions
 from oppcore.domain.stages import ForecastCategory, Outcome, Pipeline, Stage
 from oppcore.domain.versions import DealVersion
 from oppcore.exceptions import CurrencyMismatchError, TransitionError, ValidationError
