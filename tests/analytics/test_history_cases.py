@@ -868,7 +868,7 @@ BAD_CALLS: list[tuple[str, Call, type[OppcoreError], str]] = [
     ),
     (
         "snapshot as_of a text",
-        lambda opps: snapshot(opps, as_of="2027-03-01"),  # type: ignore[arg-type]
+        lambda opps: snapshot(opps, as_of="2027-03-01"),  # type: ignore[call-overload]
         ValidationError,
         r"as_of must be a datetime or a date, not '2027-03-01'",
     ),

@@ -78,7 +78,7 @@ def test_the_forecast_of_a_frame_follows_the_time_zone(engine: str, zone: str) -
 
 @pytest.mark.parametrize("engine", ["polars", "duckdb"])
 def test_stage_probabilities_replace_the_deals_own_on_a_frame(engine: str) -> None:
-    chances = {"qualification": Decimal(5), "proposal": "55.5"}
+    chances: dict[str, Decimal | int | str] = {"qualification": Decimal(5), "proposal": "55.5"}
     got = forecast(ENGINES[engine](FRAME), probabilities=chances, clock=_clock())
     want = forecast(SAMPLE.opportunities, probabilities=chances, clock=_clock())
     assert got == want
