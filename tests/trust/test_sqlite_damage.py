@@ -484,12 +484,14 @@ def test_two_schema_1_stores_upgrade_once(schema_1: tuple[Path, list[Opportunity
 
 
 def test_a_new_store_is_schema_2_with_a_checksum_on_every_row(tmp_path: Path) -> None:
-    """A store created now is at the current schema, every row checksummed from position 1."""
+    """A store created now is at the current schema, every row checksummed from position 1,
+    and its deal table kept from the first event (it reflects all four)."""
     path = tmp_path / "deals.db"
     store_with(path, deal(1), won(2))
     assert meta(path) == {
         "schema_version": "2",
         "checksums_from": "1",
+        "deal_table_position": "4",
     }
     assert query(path, "SELECT COUNT(*) FROM events WHERE checksum IS NULL") == [(0,)]
     with SqliteEventStore(path) as store:

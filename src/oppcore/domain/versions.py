@@ -122,7 +122,12 @@ class DealVersion:
 
 
 def _utc(moment: datetime) -> datetime:
-    return moment.astimezone(_UTC)
+    """``moment`` in UTC; as it is when UTC cannot show it (the first hour of year 1 in a
+    zone east of Greenwich is in year 0 in UTC): the same instant, still aware."""
+    try:
+        return moment.astimezone(_UTC)
+    except OverflowError:
+        return moment
 
 
 def _row(

@@ -18,10 +18,30 @@ import attrs
 
 from oppcore._repr import short
 from oppcore.domain.stages import Outcome
-from oppcore.domain.versions import COLUMNS, DealVersion
+from oppcore.domain.versions import COLUMNS, DealVersion, _utc
 from oppcore.exceptions import CorruptStoreError, ValidationError
 
 TABLE = "oppcore_deal_versions"
+#: The key in ``oppcore_meta`` holding the last event position the table reflects; absent
+#: while the table is not built.
+MARKER = "deal_table_position"
+#: Streams that hold snapshots, not deals: they have no rows in the table.
+SNAPSHOT_PREFIXES = ("lead:", "campaign:", "pipeline:")
+#: What a save hands a store with its events: for each deal stream, the first version whose
+#: rows change and the deal's rows from that version on.
+DealRows = Mapping[str, tuple[int, Sequence[DealVersion]]]
+
+
+def is_deal(stream_id: str) -> bool:
+    return not stream_id.startswith(SNAPSHOT_PREFIXES)
+
+
+def covers(stream_ids: Iterable[str], deal_rows: DealRows | None) -> bool:
+    """Whether ``deal_rows`` brings the rows of every deal stream in ``stream_ids``."""
+    if deal_rows is None:
+        return False
+    return all(stream_id in deal_rows for stream_id in stream_ids if is_deal(stream_id))
+
 
 FILTERS = (
     "stage",
@@ -170,8 +190,9 @@ def count_query(**arguments: object) -> Query:
 
 
 def stamp(moment: datetime) -> str:
-    """A fixed-width ISO 8601 UTC text: string order is time order."""
-    return moment.astimezone(_UTC).isoformat(timespec="microseconds")
+    """A fixed-width ISO 8601 UTC text: string order is time order (except for the instants
+    before 0001-01-01T00:00Z, which UTC cannot show: they keep their own offset)."""
+    return _utc(moment).isoformat(timespec="microseconds")
 
 
 def encode_text(row: DealVersion) -> tuple[Any, ...]:
@@ -202,7 +223,7 @@ def decode_text(values: Sequence[Any]) -> DealVersion:
             elif name in DECIMALS:
                 fields[name] = Decimal(value)
             elif name in DATETIMES:
-                fields[name] = datetime.fromisoformat(value).astimezone(_UTC)
+                fields[name] = _utc(datetime.fromisoformat(value))
             elif name == "expected_close":
                 fields[name] = date.fromisoformat(value)
             else:

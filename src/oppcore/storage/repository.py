@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
@@ -26,15 +26,18 @@ from oppcore.domain.events import EVENT_TYPES, Event
 from oppcore.domain.lead import Campaign, Lead
 from oppcore.domain.opportunity import Opportunity
 from oppcore.domain.stages import Pipeline
+from oppcore.domain.versions import DealVersion
 from oppcore.exceptions import (
     ConcurrencyError,
     CorruptStoreError,
     NotFoundError,
     OppcoreError,
     OpportunityNotFound,
+    StorageError,
     ValidationError,
 )
 from oppcore.serialization import converter
+from oppcore.storage import _table
 from oppcore.storage.jsonl import JsonEventStore
 from oppcore.storage.memory import MemoryEventStore
 from oppcore.storage.records import BatchEventStore, EventRecord, EventStore
@@ -49,6 +52,9 @@ _SNAPSHOTS: dict[type[Any], tuple[str, str]] = {
     Pipeline: ("pipeline:", "PipelineSaved"),
 }
 RESERVED_PREFIXES = tuple(prefix for prefix, _ in _SNAPSHOTS.values())
+assert RESERVED_PREFIXES == _table.SNAPSHOT_PREFIXES
+# How many times a reader catching the deal table up retries when writers keep moving it.
+_CATCH_UP_TRIES = 20
 
 Plan = tuple[str, list[EventRecord], int]
 Snapshot = TypeVar("Snapshot", bound=Lead | Campaign | Pipeline)
@@ -65,6 +71,16 @@ class Repository:
             )
         self.store = store
         self._clock = None if clock is None else _clock.resolve(clock)
+        # The deal table, for stores that do not keep one (memory, JSON Lines, others):
+        # each deal's rows, caught up by position on every query.
+        self._kept: dict[str, tuple[DealVersion, ...]] = {}
+        self._kept_position = 0
+        # What opportunities(), leads(), campaigns() and pipelines() read last time, and
+        # up to which position: a later call reads only what came after.
+        self._deals: dict[str, Opportunity] = {}
+        self._deals_position = 0
+        self._latest: dict[str, dict[str, EventRecord]] = {}
+        self._latest_position: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"Repository({self.store!r})"
@@ -86,8 +102,12 @@ class Repository:
         _check_replace(replace)
         plan, saved = self._plan(value, replace)
         if plan is not None:
-            stream_id, records, expected = plan
-            self.store.append(stream_id, records, expected_version=expected)
+            keeper = self._table_keeper()
+            if keeper is not None:
+                keeper.append_many([plan], deal_rows=_deal_rows([(plan, saved)]))
+            else:
+                stream_id, records, expected = plan
+                self.store.append(stream_id, records, expected_version=expected)
         return cast(T, saved)
 
     def save_all(self, values: Iterable[T], *, replace: bool = False) -> list[T]:
@@ -108,7 +128,10 @@ class Repository:
                 )
             seen.add(stream_id)
         if plans:
-            if isinstance(self.store, BatchEventStore):
+            keeper = self._table_keeper()
+            if keeper is not None:
+                keeper.append_many(plans, deal_rows=_deal_rows(planned))
+            elif isinstance(self.store, BatchEventStore):
                 self.store.append_many(plans)
             else:  # a backend without batches: each stream is atomic, the whole is not
                 for stream_id, records, expected in plans:
@@ -254,21 +277,40 @@ class Repository:
                 gc.enable()
 
     def _load_all(self, as_of: datetime | None, known_at: datetime | None) -> list[Opportunity]:
-        # Decode each record as it is read: only events stay alive, not records and payloads.
-        streams: dict[str, list[Event]] = {}
-        for record in self.store.read_all():
-            if not record.stream_id.startswith(RESERVED_PREFIXES):
-                streams.setdefault(record.stream_id, []).append(self._decode_event(record))
+        self._catch_up_deals()
         result = []
-        for stream_id, events in streams.items():
-            opp: Opportunity | None = self._replay_events(stream_id, events)
-            if known_at is not None and opp is not None:
-                opp = opp.as_known_at(known_at)
-            if as_of is not None and opp is not None:
-                opp = opp.as_of(as_of)
-            if opp is not None:
-                result.append(opp)
+        for opp in self._deals.values():
+            state: Opportunity | None = opp
+            if known_at is not None:
+                state = opp.as_known_at(known_at)
+            if as_of is not None and state is not None:
+                state = state.as_of(as_of)
+            if state is not None:
+                result.append(state)
         return result
+
+    def _catch_up_deals(self) -> None:
+        """Bring the deals read last time up to the store: only the events since then.
+
+        Each deal with new events is replayed from its events (the ones read before and the
+        new ones); nothing is kept until every one replays, so a damaged record leaves the
+        repository as it was.
+        """
+        after = self._deals_position
+        new: dict[str, list[Event]] = {}
+        last = after
+        # Decode each record as it is read: only events stay alive, not records and payloads.
+        for index, record in enumerate(self.store.read_all(after_position=after), after + 1):
+            last = index if record.position is None else record.position
+            if not record.stream_id.startswith(RESERVED_PREFIXES):
+                new.setdefault(record.stream_id, []).append(self._decode_event(record))
+        replayed = {}
+        for stream_id, events in new.items():
+            known = self._deals.get(stream_id)
+            every = events if known is None else [*known.events, *events]
+            replayed[stream_id] = self._replay_events(stream_id, every)
+        self._deals.update(replayed)
+        self._deals_position = last
 
     def leads(self) -> list[Lead]:
         return self._snapshots(Lead)
@@ -280,12 +322,156 @@ class Repository:
         return self._snapshots(Pipeline)
 
     def _snapshots(self, cls: type[T]) -> list[T]:
+        """The latest snapshot of each stream of ``cls``: read in full once, then only what
+        was written since the last call."""
         prefix, _ = _SNAPSHOTS[cls]
-        latest: dict[str, EventRecord] = {}
-        for record in self.store.read_all():
-            if record.stream_id.startswith(prefix):
-                latest[record.stream_id] = record
-        return [self._decode_snapshot(record, cls) for record in latest.values()]
+        latest = cast("dict[str, T]", self._latest.setdefault(prefix, {}))
+        after = self._latest_position.get(prefix)
+        found: dict[str, T] = {}
+        ender = getattr(self.store, "last_position", None)
+        if after is None and callable(ender):
+            # The first call on a store that can say where it ends: each snapshot stream's
+            # last record, without reading every deal's events to find them.
+            last = int(ender())
+            for stream_id in self.store.stream_ids():
+                if stream_id.startswith(prefix):
+                    record = self._last(stream_id, self._version(stream_id))
+                    if record is not None:
+                        found[stream_id] = self._decode_snapshot(record, cls)
+        else:
+            last = after or 0
+            start = last
+            for index, record in enumerate(self.store.read_all(after_position=start), start + 1):
+                last = index if record.position is None else record.position
+                if record.stream_id.startswith(prefix):
+                    found[record.stream_id] = self._decode_snapshot(record, cls)
+        latest.update(found)
+        self._latest_position[prefix] = last
+        return list(latest.values())
+
+    # -- the deal table --------------------------------------------------------------------
+
+    def _table_keeper(self) -> Any:
+        """The store, when it keeps the deal table itself (SQLite, PostgreSQL); else None."""
+        store = self.store
+        return store if callable(getattr(store, "replace_deals", None)) else None
+
+    def find(self, **filters: Any) -> list[DealVersion]:
+        """The current rows of the deals that match, from the deal table, with no replay.
+
+        Filters: ``stage``, ``outcome`` (text or ``Outcome``), ``owner``, ``account``,
+        ``campaign_id``, ``lead_source``, ``type``, ``pipeline_id`` (each one value or a
+        collection of values), ``closing_from`` / ``closing_to`` (inclusive dates on
+        ``expected_close``).  ``order_by`` is a column name, ``-`` in front for descending,
+        ties by ascending ``opportunity_id``, None last either way; ``limit`` and ``offset``
+        page the result.  ``ValidationError`` names an unknown argument or a bad value.
+        """
+        query = _table.query(**filters)
+        keeper = self._catch_up_table()
+        if keeper is not None:
+            return cast("list[DealVersion]", keeper.find_deals(query))
+        return query.ordered(row for row in self._current_kept() if query.matches(row))
+
+    def count(self, **filters: Any) -> int:
+        """How many deals ``find`` would give for the same filters."""
+        query = _table.count_query(**filters)
+        keeper = self._catch_up_table()
+        if keeper is not None:
+            return int(keeper.count_deals(query))
+        return sum(1 for row in self._current_kept() if query.matches(row))
+
+    def deal_frame(self, *, backend: str = "polars", current: bool = False) -> Any:
+        """The stored deal table as a dataframe (``oppcore.frame.deal_frame``), with no replay.
+
+        ``current=True`` gives only the current rows (one per deal): what the analytics of
+        the present state read, without the history.
+        """
+        from oppcore.frame import deal_frame
+
+        if not isinstance(current, bool):
+            raise ValidationError(f"current must be True or False, not {short(current)}.")
+        keeper = self._catch_up_table()
+        frame_of = getattr(keeper, "deal_frame", None)
+        if callable(frame_of):
+            return frame_of(backend=backend, current=current)
+        rows = self._table_rows()
+        if current:
+            rows = (row for row in rows if row.is_current)
+        return deal_frame(list(rows), backend=backend)
+
+    def _table_rows(self) -> Iterable[DealVersion]:
+        keeper = self._catch_up_table()
+        if keeper is not None:
+            return cast("Iterable[DealVersion]", keeper.deal_versions())
+        return [row for rows in self._kept.values() for row in rows]
+
+    def rebuild_deal_table(self) -> None:
+        """Rebuild the deal table from the events (the events stay the truth)."""
+        keeper = self._table_keeper()
+        if keeper is None:
+            self._kept, self._kept_position = {}, 0
+            self._catch_up_table()
+            return
+        for _ in range(_CATCH_UP_TRIES):
+            rows, until = self._projected_since(0)
+            if keeper.replace_deals(rows, since=None, until=until, rebuild=True):
+                return
+        raise StorageError(
+            "The deal table was not rebuilt: other writers kept adding events while it was "
+            "read. Try again when they pause."
+        )
+
+    def _current_kept(self) -> Iterator[DealVersion]:
+        self._catch_up_table()
+        for rows in self._kept.values():
+            for row in reversed(rows):
+                if row.is_current:
+                    yield row
+                    break
+
+    def _catch_up_table(self) -> Any:
+        """Bring the deal table up to the events; the store that keeps it, or None."""
+        keeper = self._table_keeper()
+        if keeper is None:
+            rows, until = self._projected_since(self._kept_position)
+            self._kept.update(rows)
+            self._kept_position = until
+            return None
+        for _ in range(_CATCH_UP_TRIES):
+            since = keeper.deal_table_position()
+            if since is not None and since >= keeper.last_position():
+                return keeper
+            rows, until = self._projected_since(since or 0)
+            if keeper.replace_deals(rows, since=since, until=until):
+                return keeper
+        raise StorageError(
+            "The deal table could not be caught up with the events: other writers kept "
+            "moving it. Try again."
+        )
+
+    def _projected_since(self, after: int) -> tuple[dict[str, tuple[DealVersion, ...]], int]:
+        """Each deal with events after position ``after``, projected from all its events,
+        and the last position read."""
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            touched: dict[str, list[Event]] = {}
+            last = after
+            for index, record in enumerate(self.store.read_all(after_position=after), after + 1):
+                last = index if record.position is None else record.position
+                if not record.stream_id.startswith(RESERVED_PREFIXES):
+                    events = touched.setdefault(record.stream_id, [])
+                    if after == 0:  # every event of every deal is in this read
+                        events.append(self._decode_event(record))
+            projected = {}
+            for stream_id, events in touched.items():
+                if after:
+                    events = [self._decode_event(r) for r in self.store.read_stream(stream_id)]
+                projected[stream_id] = self._replay_events(stream_id, events).versions()
+            return projected, last
+        finally:
+            if collecting:
+                gc.enable()
 
     # -- checking ------------------------------------------------------------------------
 
@@ -410,6 +596,17 @@ class Repository:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _deal_rows(planned: Iterable[tuple[Plan | None, object]]) -> _table.DealRows:
+    """For each deal a save writes: the first version whose rows change, and its rows from
+    that version on (the row standing before the save is among them: its end changes)."""
+    found: dict[str, tuple[int, tuple[DealVersion, ...]]] = {}
+    for plan, saved in planned:
+        if plan is not None and isinstance(saved, Opportunity):
+            since = plan[2]
+            found[plan[0]] = (since, tuple(r for r in saved.versions() if r.version >= since))
+    return found
 
 
 def _check_replace(replace: object) -> None:

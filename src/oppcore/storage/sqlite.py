@@ -36,12 +36,14 @@ import sqlite3
 import threading
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from oppcore._repr import short
+from oppcore.domain.versions import COLUMNS, DealVersion
 from oppcore.exceptions import CorruptStoreError, StorageError, ValidationError
+from oppcore.storage import _table
 from oppcore.storage.records import (
     EventRecord,
     check_batches,
@@ -220,6 +222,9 @@ class SqliteEventStore:
             self._read_schema()
             if new:
                 self._make_current()
+                # A new store keeps its deal table from its first event on.
+                self._create_table()
+                self._set_marker(0)
             self._db.execute("COMMIT")
         except BaseException:
             if self._db.in_transaction:
@@ -313,7 +318,19 @@ class SqliteEventStore:
     ) -> int:
         return self.append_many([(stream_id, records, expected_version)])[0]
 
-    def append_many(self, batches: Sequence[tuple[str, Sequence[EventRecord], int]]) -> list[int]:
+    def append_many(
+        self,
+        batches: Sequence[tuple[str, Sequence[EventRecord], int]],
+        *,
+        deal_rows: _table.DealRows | None = None,
+    ) -> list[int]:
+        """Append each batch, all or nothing; with ``deal_rows``, keep the deal table too.
+
+        ``deal_rows`` (what ``Repository`` passes) brings, for each deal stream written, the
+        first version whose rows change and the rows from then on.  They are written in
+        the events' own transaction when the table is caught up to the events before them;
+        otherwise the table is left to be caught up by the next reader of it.
+        """
         checked = check_batches(batches)
         rows: list[tuple[str, int, str, str, str, str]] = []
         for stream_id, records, _ in checked:
@@ -351,12 +368,168 @@ class SqliteEventStore:
                         for position, row in enumerate(rows, first)
                     ],
                 )
+                if rows and _table.covers((batch[0] for batch in checked), deal_rows):
+                    assert deal_rows is not None
+                    self._keep_table(first - 1, first + len(rows) - 1, deal_rows)
                 self._db.execute("COMMIT")
             except BaseException:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise
         return [expected + len(records) for _, records, expected in checked]
+
+    # -- the deal table ------------------------------------------------------------------
+
+    def _marker(self) -> int | None:
+        row = self._db.execute(
+            "SELECT value FROM oppcore_meta WHERE key = ?", (_table.MARKER,)
+        ).fetchone()
+        if row is None:
+            return None
+        if not (isinstance(row[0], str) and row[0].isdigit() and row[0].isascii()):
+            raise CorruptStoreError(
+                f"Database {str(self.path)!r} has {_table.MARKER} {short(row[0])} in "
+                "oppcore_meta, which is not a position."
+            )
+        return int(row[0])
+
+    def _keep_table(self, before: int, last: int, deal_rows: _table.DealRows) -> None:
+        """Inside an append's transaction: write its rows if the table is caught up."""
+        if self._marker() != before:
+            return  # not built, or behind: whoever reads it next catches it up
+        for stream_id, (since, found) in deal_rows.items():
+            self._db.execute(
+                f"DELETE FROM {_table.TABLE} WHERE opportunity_id = ? AND version >= ?",
+                (stream_id, since),
+            )
+            self._insert_rows(found)
+        self._set_marker(last)
+
+    def _insert_rows(self, found: Sequence[DealVersion]) -> None:
+        marks = ", ".join("?" * len(COLUMNS))
+        self._db.executemany(
+            f"INSERT INTO {_table.TABLE} ({', '.join(COLUMNS)}) VALUES ({marks})",
+            [_table.encode_text(row) for row in found],
+        )
+
+    def _set_marker(self, position: int) -> None:
+        self._db.execute(
+            "INSERT INTO oppcore_meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (_table.MARKER, str(position)),
+        )
+
+    def deal_table_position(self) -> int | None:
+        """The last event position the deal table reflects; None while it is not built."""
+        with self._lock, self._translate("read"):
+            return self._marker()
+
+    def last_position(self) -> int:
+        """The position of the last event stored (0 for an empty store)."""
+        with self._lock, self._translate("read"):
+            row = self._db.execute("SELECT MAX(position) FROM events").fetchone()
+            return int(row[0] or 0)
+
+    def replace_deals(
+        self,
+        streams: Mapping[str, Sequence[DealVersion]],
+        *,
+        since: int | None,
+        until: int,
+        rebuild: bool = False,
+    ) -> bool:
+        """Replace the rows of ``streams``, projected from the events up to ``until``.
+
+        One transaction, taken only if the table still reflects the events up to ``since``
+        (None: not built yet; it is made here); ``rebuild`` replaces the whole table and
+        needs ``until`` to be the last position.  False when another writer moved on first:
+        read again and retry.
+        """
+        with self._lock, self._translate("write the deal table of"):
+            if self._broken is not None:
+                raise self._refusal()
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if self._schema < SCHEMA_VERSION:
+                    self._make_current()
+                marker = self._marker() if self._has_table() else None
+                if rebuild:
+                    current = self._db.execute("SELECT MAX(position) FROM events").fetchone()
+                    if int(current[0] or 0) != until:
+                        self._db.execute("ROLLBACK")
+                        return False
+                elif marker != since:
+                    self._db.execute("ROLLBACK")
+                    return False
+                self._create_table()
+                if rebuild:
+                    self._db.execute(f"DELETE FROM {_table.TABLE}")
+                for stream_id, found in streams.items():
+                    if not rebuild:
+                        self._db.execute(
+                            f"DELETE FROM {_table.TABLE} WHERE opportunity_id = ?", (stream_id,)
+                        )
+                    self._insert_rows(found)
+                self._set_marker(until)
+                self._db.execute("COMMIT")
+                return True
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+
+    def _create_table(self) -> None:
+        for statement in _table.sqlite_ddl().split(";"):
+            if statement.strip():
+                self._db.execute(statement)
+
+    def _has_table(self) -> bool:
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
+            (_table.TABLE,),
+        ).fetchone()
+        return bool(row[0])
+
+    def find_deals(self, query: _table.Query) -> list[DealVersion]:
+        """The current rows ``query`` matches, in its order, from the table."""
+        where, params = _table.sql_where(query)
+        order = _table.sql_order(query)
+        sql = f"SELECT {', '.join(COLUMNS)} FROM {_table.TABLE} WHERE {where}"
+        with self._lock, self._translate("read"):
+            if order is None:  # exact decimal order: sort the matches here
+                found = [_table.decode_text(row) for row in self._db.execute(sql, params)]
+                return query.ordered(found)
+            sql += f" ORDER BY {order}"
+            if query.limit is not None or query.offset:
+                sql += " LIMIT ? OFFSET ?"
+                params = [*params, -1 if query.limit is None else query.limit, query.offset]
+            return [_table.decode_text(row) for row in self._db.execute(sql, params)]
+
+    def count_deals(self, query: _table.Query) -> int:
+        where, params = _table.sql_where(query)
+        with self._lock, self._translate("read"):
+            row = self._db.execute(
+                f"SELECT COUNT(*) FROM {_table.TABLE} WHERE {where}", params
+            ).fetchone()
+            return int(row[0])
+
+    def deal_versions(self) -> Iterator[DealVersion]:
+        """Every row of the deal table, by deal, version and recorded time."""
+        select = (
+            f"SELECT {', '.join(COLUMNS)} FROM {_table.TABLE} "
+            "WHERE (opportunity_id, version, recorded_from) > (?, ?, ?) "
+            "ORDER BY opportunity_id, version, recorded_from LIMIT ?"
+        )
+        last: tuple[str, int, str] = ("", -1, "")
+        while True:
+            with self._lock, self._translate("read"):
+                page = self._db.execute(select, (*last, 10_000)).fetchall()
+            if not page:
+                return
+            for row in page:
+                yield _table.decode_text(row)
+            final = page[-1]
+            last = (final[0], final[1], final[4])
 
     def _refusal(self) -> CorruptStoreError:
         found = str(self._broken).rstrip(".")
