@@ -235,11 +235,8 @@ def decode_text(values: Sequence[Any]) -> DealVersion:
     return DealVersion(**fields)
 
 
-def sqlite_ddl() -> str:
-    """The deal table and its indexes, for SQLite (every statement IF NOT EXISTS)."""
-    kinds = dict.fromkeys(COLUMNS, "TEXT")
-    kinds["version"] = "INTEGER"
-    not_null = {
+_NOT_NULL = frozenset(
+    {
         "opportunity_id",
         "version",
         "valid_from",
@@ -252,6 +249,14 @@ def sqlite_ddl() -> str:
         "probability",
         "created_at",
     }
+)
+
+
+def sqlite_ddl() -> str:
+    """The deal table and its indexes, for SQLite (every statement IF NOT EXISTS)."""
+    kinds = dict.fromkeys(COLUMNS, "TEXT")
+    kinds["version"] = "INTEGER"
+    not_null = _NOT_NULL
     columns = ",\n    ".join(
         f"{name} {kinds[name]}{' NOT NULL' if name in not_null else ''}" for name in COLUMNS
     )
@@ -268,8 +273,63 @@ def sqlite_ddl() -> str:
     )
 
 
-def sql_where(q: Query, placeholder: str = "?") -> tuple[str, list[Any]]:
-    """The WHERE clause (current rows that match) and its parameters."""
+def postgres_ddl() -> list[str]:
+    """The deal table and its indexes, for PostgreSQL: numeric money, date, timestamptz."""
+    kinds = dict.fromkeys(COLUMNS, "TEXT")
+    kinds["version"] = "INTEGER"
+    kinds.update(dict.fromkeys(DECIMALS, "NUMERIC"))
+    kinds.update(dict.fromkeys(DATETIMES, "TIMESTAMPTZ"))
+    kinds["expected_close"] = "DATE"
+    not_null = _NOT_NULL
+    columns = ",\n    ".join(
+        f"{name} {kinds[name]}{' NOT NULL' if name in not_null else ''}" for name in COLUMNS
+    )
+    current = "WHERE valid_to IS NULL AND recorded_to IS NULL"
+    return [
+        f"CREATE TABLE IF NOT EXISTS {TABLE} (\n    {columns},\n"
+        f"    PRIMARY KEY (opportunity_id, version, recorded_from)\n)",
+        f"CREATE INDEX IF NOT EXISTS {TABLE}_close ON {TABLE} (expected_close) {current}",
+        *(
+            f"CREATE INDEX IF NOT EXISTS {TABLE}_{name} ON {TABLE} "
+            f"({name}, expected_close) {current}"
+            for name in FILTERS
+        ),
+    ]
+
+
+def postgres_order(q: Query) -> str:
+    """ORDER BY for PostgreSQL: text in code-point order (``COLLATE "C"``), as Python sorts."""
+    direction = "DESC" if q.descending else "ASC"
+    column = q.order_by
+    collate = (
+        ""
+        if column in DECIMALS
+        or column in DATETIMES
+        or column
+        in (
+            "version",
+            "expected_close",
+        )
+        else ' COLLATE "C"'
+    )
+    return f'({column} IS NULL), {column}{collate} {direction}, opportunity_id COLLATE "C" ASC'
+
+
+def decode_typed(values: Sequence[Any]) -> DealVersion:
+    """A row read back from PostgreSQL (typed columns): times brought to UTC."""
+    fields = dict(zip(COLUMNS, values, strict=True))
+    for name in DATETIMES:
+        value = fields[name]
+        if value is not None:
+            fields[name] = _utc(value)
+    return DealVersion(**fields)
+
+
+def sql_where(
+    q: Query, placeholder: str = "?", *, text_dates: bool = True
+) -> tuple[str, list[Any]]:
+    """The WHERE clause (current rows that match) and its parameters (dates as ISO text for
+    SQLite's text column, as dates for PostgreSQL's)."""
     clauses = ["valid_to IS NULL", "recorded_to IS NULL"]
     params: list[Any] = []
     for name, values in q.filters.items():
@@ -278,10 +338,10 @@ def sql_where(q: Query, placeholder: str = "?") -> tuple[str, list[Any]]:
         params.extend(ordered)
     if q.closing_from is not None:
         clauses.append(f"expected_close >= {placeholder}")
-        params.append(q.closing_from.isoformat())
+        params.append(q.closing_from.isoformat() if text_dates else q.closing_from)
     if q.closing_to is not None:
         clauses.append(f"expected_close <= {placeholder}")
-        params.append(q.closing_to.isoformat())
+        params.append(q.closing_to.isoformat() if text_dates else q.closing_to)
     return " AND ".join(clauses), params
 
 

@@ -37,6 +37,7 @@ and every text of libpq's is scrubbed of the password too.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -44,12 +45,13 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote
 
 from oppcore._repr import short
+from oppcore.domain.versions import COLUMNS, DealVersion
 from oppcore.exceptions import (
     CorruptStoreError,
     OppcoreError,
@@ -57,6 +59,7 @@ from oppcore.exceptions import (
     StoreUnavailableError,
     ValidationError,
 )
+from oppcore.storage import _table
 from oppcore.storage.records import (
     EventRecord,
     check_batches,
@@ -622,6 +625,12 @@ class PostgresEventStore:
             if not (made and made[0]):
                 for statement in _SCHEMA:
                     connection.execute(statement)
+                # A new store keeps its deal table from its first event on.
+                for statement in _table.postgres_ddl():
+                    connection.execute(statement)
+                connection.execute(
+                    "INSERT INTO oppcore_meta (key, value) VALUES (%s, '0')", (_table.MARKER,)
+                )
             row = connection.execute(
                 "SELECT value FROM oppcore_meta WHERE key = 'schema_version'"
             ).fetchone()
@@ -643,9 +652,15 @@ class PostgresEventStore:
     ) -> int:
         return self.append_many([(stream_id, records, expected_version)])[0]
 
-    def append_many(self, batches: Sequence[tuple[str, Sequence[EventRecord], int]]) -> list[int]:
+    def append_many(
+        self,
+        batches: Sequence[tuple[str, Sequence[EventRecord], int]],
+        *,
+        deal_rows: _table.DealRows | None = None,
+    ) -> list[int]:
         """Append each ``(stream_id, records, expected_version)`` batch in one transaction:
-        all or nothing."""
+        all or nothing.  With ``deal_rows`` (see ``SqliteEventStore.append_many``) the deal
+        table is kept in the same transaction, when it is caught up to the events before."""
         checked = check_batches(batches)
         rows = [
             (
@@ -686,7 +701,19 @@ class PostgresEventStore:
                     "pg_advisory_xact_lock('oppcore_events'::regclass::oid::bigint)",
                     (str(lock_wait),),
                 )
+                keep = _table.covers(streams, deal_rows)
+                before = _last_position(connection) if keep else 0
                 self._insert(connection, rows)
+                if keep and _marker(connection) == before:
+                    assert deal_rows is not None
+                    for stream_id, (since, found) in deal_rows.items():
+                        connection.execute(
+                            f"DELETE FROM {_table.TABLE} "
+                            "WHERE opportunity_id = %s AND version >= %s",
+                            (stream_id, since),
+                        )
+                        _insert_deals(connection, found)
+                    _set_marker(connection, _last_position(connection))
 
         try:
             self._run("append to", work, ids=streams)
@@ -795,6 +822,97 @@ class PostgresEventStore:
             ) from None
         return EventRecord(row[0], row[1], row[2], row[3], row[4], payload, row[6])
 
+    # -- the deal table ------------------------------------------------------------------
+
+    def deal_table_position(self) -> int | None:
+        """The last event position the deal table reflects; None while it is not built."""
+        return self._run("read", _marker)
+
+    def last_position(self) -> int:
+        """The position of the last event stored (0 for an empty store)."""
+        return self._run("read", _last_position)
+
+    def replace_deals(
+        self,
+        streams: Mapping[str, Sequence[DealVersion]],
+        *,
+        since: int | None,
+        until: int,
+        rebuild: bool = False,
+    ) -> bool:
+        """As ``SqliteEventStore.replace_deals``: one transaction, under the append lock."""
+
+        def work(connection: psycopg.Connection[Any]) -> bool:
+            if not connection.autocommit:
+                connection.rollback()
+            with connection.transaction():
+                connection.execute(
+                    "SELECT pg_advisory_xact_lock('oppcore_events'::regclass::oid::bigint)"
+                )
+                marker = _marker(connection)
+                if rebuild:
+                    if _last_position(connection) != until:
+                        return False
+                elif marker != since:
+                    return False
+                for statement in _table.postgres_ddl():
+                    connection.execute(statement)
+                if rebuild:
+                    connection.execute(f"DELETE FROM {_table.TABLE}")
+                else:
+                    connection.execute(
+                        f"DELETE FROM {_table.TABLE} WHERE opportunity_id = ANY(%s)",
+                        (list(streams),),
+                    )
+                _insert_deals(connection, [row for rows in streams.values() for row in rows])
+                _set_marker(connection, until)
+                return True
+
+        return self._run("write the deal table of", work)
+
+    def find_deals(self, query: _table.Query) -> list[DealVersion]:
+        """The current rows ``query`` matches, in its order, from the table."""
+        where, params = _table.sql_where(query, "%s", text_dates=False)
+        sql = (
+            f"SELECT {', '.join(COLUMNS)} FROM {_table.TABLE} WHERE {where} "
+            f"ORDER BY {_table.postgres_order(query)}"
+        )
+        if query.limit is not None:
+            sql += " LIMIT %s"
+            params.append(query.limit)
+        if query.offset:
+            sql += " OFFSET %s"
+            params.append(query.offset)
+        found = self._run("read", lambda connection: connection.execute(sql, params).fetchall())
+        return [_table.decode_typed(row) for row in found]
+
+    def count_deals(self, query: _table.Query) -> int:
+        where, params = _table.sql_where(query, "%s", text_dates=False)
+        row = self._run(
+            "read",
+            lambda connection: connection.execute(
+                f"SELECT COUNT(*) FROM {_table.TABLE} WHERE {where}", params
+            ).fetchone(),
+        )
+        return int(row[0]) if row else 0
+
+    def deal_versions(self) -> Iterator[DealVersion]:
+        """Every row of the deal table, by deal, version and recorded time."""
+        select = (
+            f"SELECT {', '.join(COLUMNS)} FROM {_table.TABLE} "
+            'WHERE (opportunity_id COLLATE "C", version, recorded_from) > (%s, %s, %s) '
+            'ORDER BY opportunity_id COLLATE "C", version, recorded_from LIMIT %s'
+        )
+        last: tuple[Any, ...] = ("", -1, datetime_min())
+        while True:
+            page = self._run("read", functools.partial(_page_of_deals, select, last))
+            if not page:
+                return
+            for row in page:
+                yield _table.decode_typed(row)
+            final = page[-1]
+            last = (final[0], final[1], final[4])
+
     # -- lifetime ------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -877,3 +995,61 @@ def _payload(record: EventRecord) -> str:
 
 
 __all__ = ["PostgresEventStore"]
+
+
+def datetime_min() -> Any:
+    from datetime import datetime, timezone
+
+    return datetime.min.replace(tzinfo=timezone.utc)
+
+
+def _marker(connection: psycopg.Connection[Any]) -> int | None:
+    if not _has_deal_table(connection):
+        return None
+    row = connection.execute(
+        "SELECT value FROM oppcore_meta WHERE key = %s", (_table.MARKER,)
+    ).fetchone()
+    if row is None:
+        return None
+    value = row[0]
+    if not (isinstance(value, str) and value.isdigit() and value.isascii()):
+        raise CorruptStoreError(
+            f"oppcore_meta holds {_table.MARKER} {short(value)}, which is not a position."
+        )
+    return int(value)
+
+
+def _has_deal_table(connection: psycopg.Connection[Any]) -> bool:
+    row = connection.execute("SELECT to_regclass(%s) IS NOT NULL", (_table.TABLE,)).fetchone()
+    return bool(row and row[0])
+
+
+def _last_position(connection: psycopg.Connection[Any]) -> int:
+    row = connection.execute("SELECT MAX(position) FROM oppcore_events").fetchone()
+    return int(row[0] or 0) if row else 0
+
+
+def _set_marker(connection: psycopg.Connection[Any], position: int) -> None:
+    connection.execute(
+        "INSERT INTO oppcore_meta (key, value) VALUES (%s, %s) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (_table.MARKER, str(position)),
+    )
+
+
+def _insert_deals(connection: psycopg.Connection[Any], rows: Sequence[DealVersion]) -> None:
+    """The rows into the deal table: COPY, typed by the table's columns."""
+    if not rows:
+        return
+    with (
+        connection.cursor() as cursor,
+        cursor.copy(f"COPY {_table.TABLE} ({', '.join(COLUMNS)}) FROM STDIN") as copy,
+    ):
+        for row in rows:
+            copy.write_row([getattr(row, name) for name in COLUMNS])
+
+
+def _page_of_deals(
+    select: str, after: tuple[Any, ...], connection: psycopg.Connection[Any]
+) -> list[tuple[Any, ...]]:
+    return connection.execute(select, (*after, PAGE)).fetchall()

@@ -399,11 +399,18 @@ class Repository:
             rows = (row for row in rows if row.is_current)
         return deal_frame(list(rows), backend=backend)
 
+    def deal_versions(self) -> list[DealVersion]:
+        """Every row of the stored deal table (history included), by deal, version and
+        recorded time; exact, whatever the size of the numbers."""
+        return list(self._table_rows())
+
     def _table_rows(self) -> Iterable[DealVersion]:
         keeper = self._catch_up_table()
         if keeper is not None:
             return cast("Iterable[DealVersion]", keeper.deal_versions())
-        return [row for rows in self._kept.values() for row in rows]
+        rows = [row for rows in self._kept.values() for row in rows]
+        rows.sort(key=_row_key)
+        return rows
 
     def rebuild_deal_table(self) -> None:
         """Rebuild the deal table from the events (the events stay the truth)."""
@@ -488,15 +495,17 @@ class Repository:
             return [str(exc)]
         total = 0
         unreadable = False
+        projected: dict[str, tuple[DealVersion, ...] | None] = {}
         for stream_id in stream_ids:
             try:
                 records = self.store.read_stream(stream_id)
             except OppcoreError as exc:
                 problems.append(f"Stream {stream_id!r} cannot be read: {exc}")
                 unreadable = True
+                projected[stream_id] = None
                 continue
             total += len(records)
-            problem = self._check_stream(stream_id, records)
+            problem = self._check_stream(stream_id, records, projected)
             if problem is not None:
                 problems.append(problem)
         try:
@@ -510,7 +519,64 @@ class Repository:
                     f"The store's global order holds {in_order} records, its streams {total}."
                 )
         problems.extend(self._store_problems())
+        if not problems:
+            problems.extend(self._table_problems(projected))
         return problems
+
+    def _table_problems(self, projected: dict[str, tuple[DealVersion, ...] | None]) -> list[str]:
+        """Where the store's deal table differs from the projection of the events it says
+        it reflects (the deals with events after its position are caught up by the next
+        reader, so they are not compared)."""
+        keeper = self._table_keeper()
+        if keeper is None:
+            return []
+        try:
+            marker = keeper.deal_table_position()
+            if marker is None:
+                return []
+            later = {record.stream_id for record in self.store.read_all(after_position=marker)}
+            stored: dict[str, list[DealVersion]] = {}
+            for row in keeper.deal_versions():
+                stored.setdefault(row.opportunity_id, []).append(row)
+        except OppcoreError as exc:
+            return [f"The deal table cannot be read: {exc}"]
+        problems = []
+        for stream_id in sorted(set(stored) | set(projected)):
+            if stream_id in later or not _table.is_deal(stream_id):
+                continue
+            want = projected.get(stream_id, ())
+            if want is None:
+                continue  # unreadable: named above
+            got = tuple(stored.get(stream_id, ()))
+            if got != tuple(sorted(want, key=_row_key)):
+                problems.append(
+                    f"The deal table's rows for opportunity {stream_id!r} differ from its "
+                    f"events ({len(got)} rows stored, {len(want)} projected); "
+                    "rebuild_deal_table() rebuilds the table from the events."
+                )
+        return problems
+
+    def deal_table_status(self) -> str:
+        """One line on the deal table: kept, behind the events, or not built yet.
+
+        Writes nothing (``verify`` reports it).
+        """
+        keeper = self._table_keeper()
+        if keeper is None:
+            return "the deal table is kept in memory, built when first read"
+        marker = keeper.deal_table_position()
+        if marker is None:
+            return (
+                "the deal table is not built yet: the first query or save builds it "
+                "(or rebuild_deal_table())"
+            )
+        last = keeper.last_position()
+        if marker >= last:
+            return "the deal table reflects every event"
+        return (
+            f"the deal table reflects the events up to position {marker} of {last}: the next "
+            "query catches it up"
+        )
 
     def _store_problems(self) -> list[str]:
         """What the store's own check finds (SQLite's integrity check, say), if it has one.
@@ -526,7 +592,12 @@ class Repository:
         except OppcoreError as exc:
             return [str(exc)]
 
-    def _check_stream(self, stream_id: str, records: Sequence[EventRecord]) -> str | None:
+    def _check_stream(
+        self,
+        stream_id: str,
+        records: Sequence[EventRecord],
+        projected: dict[str, tuple[DealVersion, ...] | None],
+    ) -> str | None:
         for expected, record in enumerate(records, 1):
             if record.version != expected:
                 return (
@@ -539,7 +610,8 @@ class Repository:
         )
         try:
             if kind is None:
-                self._replay(stream_id, records)
+                projected[stream_id] = None
+                projected[stream_id] = self._replay(stream_id, records).versions()
             else:
                 for record in records:
                     self._decode_snapshot(record, kind)
@@ -596,6 +668,10 @@ class Repository:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _row_key(row: DealVersion) -> tuple[str, int, datetime]:
+    return row.opportunity_id, row.version, row.recorded_from
 
 
 def _deal_rows(planned: Iterable[tuple[Plan | None, object]]) -> _table.DealRows:
