@@ -19,7 +19,7 @@ from oppcore import ConcurrencyError, CorruptStoreError, StorageError, open_repo
 from oppcore.storage import EventRecord, JsonEventStore, SqliteEventStore
 
 AT = "2026-01-05T09:00:00+07:00"
-HEADER = {"format": "oppcore-journal", "version": 1}
+HEADER = {"format": "oppcore-journal", "version": 2}
 
 
 def note(version: int) -> EventRecord:
@@ -87,9 +87,9 @@ def missing_header(data: bytes) -> tuple[bytes, int]:
 
 
 def future_header(data: bytes) -> tuple[bytes, int]:
-    """A header naming journal format 2, which this oppcore does not know."""
+    """A header naming journal format 3, which this oppcore does not know."""
     lines = lines_of(data)
-    lines[0] = b'{"format":"oppcore-journal","version":2}\n'
+    lines[0] = b'{"format":"oppcore-journal","version":3}\n'
     return b"".join(lines), 1
 
 

@@ -695,6 +695,15 @@ class Opportunity:
         opp.events  # noqa: B018 - the value keeps its own tuple, not the fold's shared list
         return opp
 
+    def _extended(self, events: Iterable[Event]) -> Opportunity:
+        """The deal after ``events``, its next ones: ``replay((*self.events, *events))``,
+        folding only the new events (a repository catching up on a store)."""
+        opp = self
+        for event in events:
+            opp = opp._apply(event)
+        opp.events  # noqa: B018 - as replay: the value keeps its own tuple
+        return opp
+
     def _apply(self, event: Event) -> Opportunity:
         """Fold one event into a new value; checks that it is this deal's next event.
 

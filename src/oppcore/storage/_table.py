@@ -25,8 +25,8 @@ TABLE = "oppcore_deal_versions"
 #: The key in ``oppcore_meta`` holding the last event position the table reflects; absent
 #: while the table is not built.
 MARKER = "deal_table_position"
-#: Streams that hold snapshots, not deals: they have no rows in the table.
-SNAPSHOT_PREFIXES = ("lead:", "campaign:", "pipeline:")
+#: Streams that hold snapshots or pipeline definitions, not deals: no rows in the table.
+SNAPSHOT_PREFIXES = ("lead:", "campaign:", "pipeline:", "definition:")
 #: What a save hands a store with its events: for each deal stream, the first version whose
 #: rows change and the deal's rows from that version on.
 DealRows = Mapping[str, tuple[int, Sequence[DealVersion]]]
@@ -213,26 +213,34 @@ def encode_text(row: DealVersion) -> tuple[Any, ...]:
     return tuple(values)
 
 
+def _moment(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo is _UTC else _utc(value)
+
+
+# The columns that do not read back as they are stored, and how each reads back.
+_DECODERS: tuple[tuple[int, Any], ...] = tuple(
+    (index, Decimal if name in DECIMALS else _moment if name in DATETIMES else date.fromisoformat)
+    for index, name in enumerate(COLUMNS)
+    if name in DECIMALS or name in DATETIMES or name == "expected_close"
+)
+
+
 def decode_text(values: Sequence[Any]) -> DealVersion:
     """A row read back from SQLite; ``CorruptStoreError`` when a column is not its kind."""
-    fields: dict[str, Any] = {}
+    fields = list(values)
     try:
-        for name, value in zip(COLUMNS, values, strict=True):
-            if value is None:
-                fields[name] = None
-            elif name in DECIMALS:
-                fields[name] = Decimal(value)
-            elif name in DATETIMES:
-                fields[name] = _utc(datetime.fromisoformat(value))
-            elif name == "expected_close":
-                fields[name] = date.fromisoformat(value)
-            else:
-                fields[name] = value
+        if len(fields) != len(COLUMNS):
+            raise ValueError("the row has the wrong number of columns")
+        for index, decode in _DECODERS:
+            value = fields[index]
+            if value is not None:
+                fields[index] = decode(value)
     except (TypeError, ValueError, InvalidOperation):
         raise CorruptStoreError(
             f"The deal table holds a row that does not read back: {short(tuple(values))}."
         ) from None
-    return DealVersion(**fields)
+    return DealVersion(*fields)
 
 
 _NOT_NULL = frozenset(
@@ -271,6 +279,45 @@ def sqlite_ddl() -> str:
         f"CREATE INDEX IF NOT EXISTS {TABLE}_close ON {TABLE} (expected_close) {current};\n"
         f"{indexes}\n"
     )
+
+
+def check_backend(backend: object) -> None:
+    from oppcore.frame import BACKENDS
+
+    if backend not in BACKENDS:
+        raise ValidationError(
+            f"backend must be one of {', '.join(map(repr, BACKENDS))}, not {short(backend)}."
+        )
+
+
+def text_frame(rows: list[tuple[Any, ...]], names: Sequence[str] = COLUMNS) -> Any:
+    """A polars frame of ``names`` (``oppcore.frame.deal_frame``'s types) from rows in
+    SQLite's text encoding, parsed by polars: no ``DealVersion`` objects on the way."""
+    from oppcore.frame import _polars, _schema
+
+    pl = _polars()
+    schema = _schema(pl)
+    text = {name: (pl.Int64 if name == "version" else pl.String) for name in names}
+    raw = pl.DataFrame(rows, schema=text, orient="row")
+    money = schema["amount"]
+    stamp = "%Y-%m-%dT%H:%M:%S%.f%:z"
+    parse = []
+    for name in names:
+        if name in DECIMALS:
+            parse.append(pl.col(name).str.to_decimal(scale=money.scale).cast(money))
+        elif name in DATETIMES:
+            parse.append(pl.col(name).str.to_datetime(stamp, time_zone="UTC", time_unit="us"))
+        elif name == "expected_close":
+            parse.append(pl.col(name).str.to_date("%Y-%m-%d"))
+    return raw.with_columns(parse) if parse else raw
+
+
+def as_backend(frame: Any, backend: str) -> Any:
+    if backend == "polars":
+        return frame
+    if backend == "pyarrow":
+        return frame.to_arrow()
+    return frame.to_pandas(use_pyarrow_extension_array=True)
 
 
 def postgres_ddl() -> list[str]:

@@ -1,7 +1,8 @@
 """An append-only JSON Lines journal: one file, readable with any text tool, safe to share.
 
-Line 1 is the header ``{"format":"oppcore-journal","version":1}``.  Every other line is one
-committed append (or one ``append_many`` batch)::
+Line 1 is the header ``{"format":"oppcore-journal","version":2}`` (version 1 journals, whose
+deals carry their pipelines inline, are read and written as they are).  Every other line is
+one committed append (or one ``append_many`` batch)::
 
     {"crc32":"1a2b3c4d","records":[{"stream_id":...,"version":...,...},...]}
 
@@ -43,10 +44,12 @@ from oppcore.storage.records import (
 
 FORMAT = "oppcore-journal"
 #: The format this oppcore writes.
-FORMAT_VERSION = 1
+#: Format 2: each pipeline definition is stored once (a ``definition:`` stream) and ``Opened``
+#: references it.  A format 1 journal is read, and written, as format 1: inline pipelines.
+FORMAT_VERSION = 2
 #: The formats this oppcore reads: a new format adds its number here and a reader for it.
-READ_VERSIONS = frozenset({FORMAT_VERSION})
-HEADER = b'{"format":"oppcore-journal","version":1}\n'
+READ_VERSIONS = frozenset({1, FORMAT_VERSION})
+HEADER = b'{"format":"oppcore-journal","version":2}\n'
 _PREFIX = b'{"crc32":"'
 _BODY_START = len(_PREFIX) + 9  # the 8 hex digits and their closing quote
 _STREAMS = b',"streams":'
@@ -124,6 +127,7 @@ class JsonEventStore:
             raise ValidationError(f"A journal path must be a path, not {short(path)}.") from None
         self._guard = threading.RLock()
         self._broken: CorruptStoreError | None = None
+        self._format: int | None = None  # the header's version, once read
         # The index: what has been read of the file so far.
         self._end = 0  # bytes of complete, checked lines
         self._line_count = 0  # physical lines read (the header is line 1)
@@ -364,6 +368,8 @@ class JsonEventStore:
             raise self._corrupt(
                 1, f"the header's format version {_as_json(version)} is not a whole number"
             )
+        if version in READ_VERSIONS:
+            self._format = version
         if version not in READ_VERSIONS:
             if version > max(READ_VERSIONS):
                 error = CorruptStoreError(
@@ -508,6 +514,12 @@ class JsonEventStore:
                 f"Cannot append to journal {str(self.path)!r}: {exc.strerror or exc}."
             ) from None
         return [expected + len(records) for _, records, expected in checked]
+
+    @property
+    def pipelines_by_reference(self) -> bool:
+        """Whether deals opened here store their pipeline once, by reference (format 2;
+        a format 1 journal keeps its pipelines inline, so older oppcore still reads it)."""
+        return (self._format or FORMAT_VERSION) >= 2
 
     def stream_version(self, stream_id: str) -> int:
         with self._guarded():

@@ -59,6 +59,9 @@ class MemoryEventStore:
                 versions.append(expected + len(records))
             return versions
 
+    #: Deals opened here store their pipeline once, by reference.
+    pipelines_by_reference = True
+
     def stream_version(self, stream_id: str) -> int:
         with self._lock:
             return len(self._streams.get(stream_id, ()))

@@ -74,7 +74,10 @@ if TYPE_CHECKING:
 
 _T = TypeVar("_T")
 
-SCHEMA_VERSION = 1
+#: The schema this oppcore makes: 2 stores each pipeline definition once (``definition:``
+#: streams), referenced from ``Opened``.  Schema 1 stores are read and written as they are.
+SCHEMA_VERSION = 2
+READ_VERSIONS = frozenset({1, 2})
 PAGE = 10_000
 # Appends up to this many records go in one INSERT; larger ones by COPY.
 _ONE_STATEMENT = 1_000
@@ -462,6 +465,7 @@ class PostgresEventStore:
         self._inherited: list[psycopg.Connection[Any]] = []
         self._pid = os.getpid()
         self._closed = False
+        self._schema_version = SCHEMA_VERSION
         try:
             self.create_schema()
         except BaseException:
@@ -639,11 +643,13 @@ class PostgresEventStore:
                     "INSERT INTO oppcore_meta (key, value) VALUES ('schema_version', %s)",
                     (str(SCHEMA_VERSION),),
                 )
-            elif row[0] != str(SCHEMA_VERSION):
+            elif row[0] not in {str(version) for version in READ_VERSIONS}:
                 raise CorruptStoreError(
                     f"{self._where} has oppcore schema version {row[0]!r}; this oppcore reads "
-                    f"version {SCHEMA_VERSION}. Upgrade oppcore to read it."
+                    f"versions {', '.join(map(str, sorted(READ_VERSIONS)))}. Upgrade oppcore "
+                    "to read it."
                 )
+            self._schema_version = SCHEMA_VERSION if row is None else int(row[0])
 
     # -- the EventStore protocol ---------------------------------------------------------
 
@@ -821,6 +827,11 @@ class PostgresEventStore:
                 f"{self._where}: the payload at position {row[6]} is not JSON."
             ) from None
         return EventRecord(row[0], row[1], row[2], row[3], row[4], payload, row[6])
+
+    @property
+    def pipelines_by_reference(self) -> bool:
+        """Whether deals opened here store their pipeline once, by reference (schema 2)."""
+        return self._schema_version >= 2
 
     # -- the deal table ------------------------------------------------------------------
 

@@ -12,9 +12,11 @@ raises ``ConcurrencyError`` instead of replacing a newer one.
 from __future__ import annotations
 
 import gc
+import hashlib
+import json
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import datetime
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import date, datetime
 from typing import Any, TypeVar, cast
 
 import attrs
@@ -25,7 +27,7 @@ from oppcore.domain import _checks
 from oppcore.domain.events import EVENT_TYPES, Event
 from oppcore.domain.lead import Campaign, Lead
 from oppcore.domain.opportunity import Opportunity
-from oppcore.domain.stages import Pipeline
+from oppcore.domain.stages import Outcome, Pipeline
 from oppcore.domain.versions import DealVersion
 from oppcore.exceptions import (
     ConcurrencyError,
@@ -51,12 +53,18 @@ _SNAPSHOTS: dict[type[Any], tuple[str, str]] = {
     Campaign: ("campaign:", "CampaignSaved"),
     Pipeline: ("pipeline:", "PipelineSaved"),
 }
-RESERVED_PREFIXES = tuple(prefix for prefix, _ in _SNAPSHOTS.values())
+#: Pipeline definitions, stored once each (store format 2): ``definition:<sha256>`` holds the
+#: pipeline an ``Opened`` record names by ``pipeline_ref`` instead of carrying it inline.
+DEFINITION_PREFIX = "definition:"
+DEFINITION_TYPE = "PipelineDefined"
+RESERVED_PREFIXES = (*(prefix for prefix, _ in _SNAPSHOTS.values()), DEFINITION_PREFIX)
 assert RESERVED_PREFIXES == _table.SNAPSHOT_PREFIXES
 # How many times a reader catching the deal table up retries when writers keep moving it.
 _CATCH_UP_TRIES = 20
 
 Plan = tuple[str, list[EventRecord], int]
+#: What a ``find`` / ``count`` filter takes: one value, or a collection of values.
+Filter = str | Outcome | Iterable[str | Outcome] | None
 Snapshot = TypeVar("Snapshot", bound=Lead | Campaign | Pipeline)
 
 
@@ -77,8 +85,11 @@ class Repository:
         self._kept_position = 0
         # What opportunities(), leads(), campaigns() and pipelines() read last time, and
         # up to which position: a later call reads only what came after.
-        self._deals: dict[str, Opportunity] = {}
+        self._deals: dict[str, int] = {}  # each deal's place in _deal_list
+        self._deal_list: list[Opportunity] = []
         self._deals_position = 0
+        self._defined: set[str] = set()  # definition streams known to be stored
+        self._definitions: dict[str, dict[str, Any]] = {}  # digest -> pipeline payload
         self._latest: dict[str, dict[str, EventRecord]] = {}
         self._latest_position: dict[str, int] = {}
 
@@ -102,12 +113,7 @@ class Repository:
         _check_replace(replace)
         plan, saved = self._plan(value, replace)
         if plan is not None:
-            keeper = self._table_keeper()
-            if keeper is not None:
-                keeper.append_many([plan], deal_rows=_deal_rows([(plan, saved)]))
-            else:
-                stream_id, records, expected = plan
-                self.store.append(stream_id, records, expected_version=expected)
+            self._write([plan], [(plan, saved)])
         return cast(T, saved)
 
     def save_all(self, values: Iterable[T], *, replace: bool = False) -> list[T]:
@@ -128,15 +134,64 @@ class Repository:
                 )
             seen.add(stream_id)
         if plans:
-            keeper = self._table_keeper()
-            if keeper is not None:
-                keeper.append_many(plans, deal_rows=_deal_rows(planned))
-            elif isinstance(self.store, BatchEventStore):
-                self.store.append_many(plans)
-            else:  # a backend without batches: each stream is atomic, the whole is not
-                for stream_id, records, expected in plans:
-                    self.store.append(stream_id, records, expected_version=expected)
+            self._write(plans, planned)
         return [cast(T, saved) for _, saved in planned]
+
+    def _write(self, plans: list[Plan], planned: list[tuple[Plan | None, object]]) -> None:
+        """Append the plans: one batch with the deal table's rows where the store keeps it,
+        each pipeline definition stored once where the store takes references."""
+        store = self.store
+        by_reference = bool(getattr(store, "pipelines_by_reference", False)) and isinstance(
+            store, BatchEventStore
+        )
+        for attempt in range(2):
+            batches = self._referenced(plans) if by_reference else plans
+            try:
+                keeper = self._table_keeper()
+                if keeper is not None:
+                    keeper.append_many(batches, deal_rows=_deal_rows(planned))
+                elif isinstance(store, BatchEventStore):
+                    store.append_many(batches)
+                else:  # a backend without batches: each stream is atomic, the whole is not
+                    for stream_id, records, expected in batches:
+                        store.append(stream_id, records, expected_version=expected)
+                return
+            except ConcurrencyError as exc:
+                # Another writer stored the same definition first: it is there now, the same
+                # content (its id is its hash), so write again without it.
+                if attempt or not str(exc.stream_id or "").startswith(DEFINITION_PREFIX):
+                    raise
+                self._defined.add(str(exc.stream_id))
+
+    def _referenced(self, plans: list[Plan]) -> list[Plan]:
+        """The plans with each ``Opened`` naming its pipeline by reference, and a batch for
+        every definition the store does not hold yet (first, so the batch is whole)."""
+        definitions: list[Plan] = []
+        result: list[Plan] = []
+        for stream_id, records, expected in plans:
+            changed = []
+            for record in records:
+                pipeline = record.payload.get("pipeline") if record.type == "Opened" else None
+                if not isinstance(pipeline, dict):
+                    changed.append(record)
+                    continue
+                digest = definition_digest(pipeline)
+                definition = DEFINITION_PREFIX + digest
+                payload = {k: v for k, v in record.payload.items() if k != "pipeline"}
+                payload["pipeline_ref"] = digest
+                changed.append(attrs.evolve(record, payload=payload))
+                if definition not in self._defined and not any(
+                    plan[0] == definition for plan in definitions
+                ):
+                    if self._version(definition):
+                        self._defined.add(definition)
+                    else:
+                        kept = EventRecord(
+                            definition, 1, DEFINITION_TYPE, record.at, record.recorded_at, pipeline
+                        )
+                        definitions.append((definition, [kept], 0))
+            result.append((stream_id, changed, expected))
+        return [*definitions, *result]
 
     def _plan(self, value: object, replace: bool) -> tuple[Plan | None, object]:
         """What to append for ``value``, and the value as it will be once stored."""
@@ -278,8 +333,10 @@ class Repository:
 
     def _load_all(self, as_of: datetime | None, known_at: datetime | None) -> list[Opportunity]:
         self._catch_up_deals()
+        if as_of is None and known_at is None:
+            return list(self._deal_list)
         result = []
-        for opp in self._deals.values():
+        for opp in self._deal_list:
             state: Opportunity | None = opp
             if known_at is not None:
                 state = opp.as_known_at(known_at)
@@ -306,11 +363,27 @@ class Repository:
                 new.setdefault(record.stream_id, []).append(self._decode_event(record))
         replayed = {}
         for stream_id, events in new.items():
-            known = self._deals.get(stream_id)
-            every = events if known is None else [*known.events, *events]
-            replayed[stream_id] = self._replay_events(stream_id, every)
-        self._deals.update(replayed)
+            slot = self._deals.get(stream_id)
+            if slot is None:
+                replayed[stream_id] = self._replay_events(stream_id, events)
+            else:
+                replayed[stream_id] = self._extend(self._deal_list[slot], events)
+        for stream_id, opp in replayed.items():
+            slot = self._deals.get(stream_id)
+            if slot is None:
+                self._deals[stream_id] = len(self._deal_list)
+                self._deal_list.append(opp)
+            else:
+                self._deal_list[slot] = opp
         self._deals_position = last
+
+    def _extend(self, opp: Opportunity, events: list[Event]) -> Opportunity:
+        try:
+            return opp._extended(events)
+        except OppcoreError as exc:
+            raise CorruptStoreError(
+                f"The stored history of opportunity {opp.id!r} does not replay: {exc}"
+            ) from None
 
     def leads(self) -> list[Lead]:
         return self._snapshots(Lead)
@@ -356,25 +429,82 @@ class Repository:
         store = self.store
         return store if callable(getattr(store, "replace_deals", None)) else None
 
-    def find(self, **filters: Any) -> list[DealVersion]:
+    def find(
+        self,
+        *,
+        stage: Filter = None,
+        outcome: Filter = None,
+        owner: Filter = None,
+        account: Filter = None,
+        campaign_id: Filter = None,
+        lead_source: Filter = None,
+        type: Filter = None,
+        pipeline_id: Filter = None,
+        closing_from: date | None = None,
+        closing_to: date | None = None,
+        order_by: str = "expected_close",
+        limit: int | None = None,
+        offset: int = 0,
+        **unknown: Any,
+    ) -> list[DealVersion]:
         """The current rows of the deals that match, from the deal table, with no replay.
 
-        Filters: ``stage``, ``outcome`` (text or ``Outcome``), ``owner``, ``account``,
-        ``campaign_id``, ``lead_source``, ``type``, ``pipeline_id`` (each one value or a
-        collection of values), ``closing_from`` / ``closing_to`` (inclusive dates on
-        ``expected_close``).  ``order_by`` is a column name, ``-`` in front for descending,
+        Each filter takes one value or a collection of values (``outcome`` the text or
+        ``Outcome``); ``closing_from`` / ``closing_to`` are inclusive dates on
+        ``expected_close``.  ``order_by`` is a column name, ``-`` in front for descending,
         ties by ascending ``opportunity_id``, None last either way; ``limit`` and ``offset``
         page the result.  ``ValidationError`` names an unknown argument or a bad value.
         """
-        query = _table.query(**filters)
+        query = _table.query(
+            stage=stage,
+            outcome=outcome,
+            owner=owner,
+            account=account,
+            campaign_id=campaign_id,
+            lead_source=lead_source,
+            type=type,
+            pipeline_id=pipeline_id,
+            closing_from=closing_from,
+            closing_to=closing_to,
+            order_by=order_by,
+            limit=limit,
+            offset=offset,
+            **unknown,  # ValidationError naming it, not a TypeError
+        )
         keeper = self._catch_up_table()
         if keeper is not None:
             return cast("list[DealVersion]", keeper.find_deals(query))
         return query.ordered(row for row in self._current_kept() if query.matches(row))
 
-    def count(self, **filters: Any) -> int:
-        """How many deals ``find`` would give for the same filters."""
-        query = _table.count_query(**filters)
+    def count(
+        self,
+        *,
+        stage: Filter = None,
+        outcome: Filter = None,
+        owner: Filter = None,
+        account: Filter = None,
+        campaign_id: Filter = None,
+        lead_source: Filter = None,
+        type: Filter = None,
+        pipeline_id: Filter = None,
+        closing_from: date | None = None,
+        closing_to: date | None = None,
+        **unknown: Any,
+    ) -> int:
+        """How many deals ``find`` gives for the same filters."""
+        query = _table.count_query(
+            stage=stage,
+            outcome=outcome,
+            owner=owner,
+            account=account,
+            campaign_id=campaign_id,
+            lead_source=lead_source,
+            type=type,
+            pipeline_id=pipeline_id,
+            closing_from=closing_from,
+            closing_to=closing_to,
+            **unknown,
+        )
         keeper = self._catch_up_table()
         if keeper is not None:
             return int(keeper.count_deals(query))
@@ -390,6 +520,7 @@ class Repository:
 
         if not isinstance(current, bool):
             raise ValidationError(f"current must be True or False, not {short(current)}.")
+        _table.check_backend(backend)
         keeper = self._catch_up_table()
         frame_of = getattr(keeper, "deal_frame", None)
         if callable(frame_of):
@@ -444,9 +575,13 @@ class Repository:
             self._kept.update(rows)
             self._kept_position = until
             return None
+        lag = getattr(keeper, "deal_table_lag", None)
         for _ in range(_CATCH_UP_TRIES):
-            since = keeper.deal_table_position()
-            if since is not None and since >= keeper.last_position():
+            if callable(lag):
+                since, last = lag()
+            else:
+                since, last = keeper.deal_table_position(), keeper.last_position()
+            if since is not None and since >= last:
                 return keeper
             rows, until = self._projected_since(since or 0)
             if keeper.replace_deals(rows, since=since, until=until):
@@ -567,8 +702,8 @@ class Repository:
         marker = keeper.deal_table_position()
         if marker is None:
             return (
-                "the deal table is not built yet: the first query or save builds it "
-                "(or rebuild_deal_table())"
+                "the deal table is not built yet: the first query (find, count, deal_frame) "
+                "builds it, or rebuild_deal_table()"
             )
         last = keeper.last_position()
         if marker >= last:
@@ -604,6 +739,13 @@ class Repository:
                     f"Stream {stream_id!r} holds version {record.version} where version "
                     f"{expected} belongs."
                 )
+        if stream_id.startswith(DEFINITION_PREFIX):
+            try:
+                for record in records:
+                    _definition(record, stream_id[len(DEFINITION_PREFIX) :])
+            except OppcoreError as exc:
+                return str(exc)
+            return None
         kind = next(
             (cls for cls, (prefix, _) in _SNAPSHOTS.items() if stream_id.startswith(prefix)),
             None,
@@ -639,7 +781,28 @@ class Repository:
                 f"Stream {record.stream_id!r} version {record.version} holds unknown event "
                 f"type {short(record.type)}."
             )
+        if record.type == "Opened" and "pipeline_ref" in record.payload:
+            record = attrs.evolve(record, payload=self._inline(record))
         return cast(Event, _decoded(record, lambda payload: converter().structure(payload, cls)))
+
+    def _inline(self, record: EventRecord) -> dict[str, Any]:
+        """An ``Opened`` payload with the pipeline it references put back in place."""
+        digest = record.payload["pipeline_ref"]
+        where = f"Stream {record.stream_id!r} version {record.version} (Opened)"
+        if not isinstance(digest, str):
+            raise CorruptStoreError(f"{where} names pipeline definition {short(digest)}.")
+        pipeline = self._definitions.get(digest)
+        if pipeline is None:
+            found = self.store.read_stream(DEFINITION_PREFIX + digest)
+            if not found:
+                raise CorruptStoreError(
+                    f"{where} names pipeline definition {digest!r}, which is not stored."
+                )
+            pipeline = _definition(found[0], digest)
+            self._definitions[digest] = pipeline
+        payload = {k: v for k, v in record.payload.items() if k != "pipeline_ref"}
+        payload["pipeline"] = pipeline
+        return payload
 
     def _decode_snapshot(self, record: EventRecord, cls: type[T]) -> T:
         """The snapshot a record holds, carrying the record's version."""
@@ -668,6 +831,28 @@ class Repository:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def definition_digest(pipeline: Mapping[str, Any]) -> str:
+    """The id of a pipeline definition: the SHA-256 of its canonical JSON, in hex."""
+    text = json.dumps(pipeline, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _definition(record: EventRecord, digest: str) -> dict[str, Any]:
+    """The pipeline payload a definition record holds, checked against its digest."""
+    where = f"Pipeline definition {digest!r}"
+    if record.type != DEFINITION_TYPE or record.version != 1:
+        raise CorruptStoreError(
+            f"{where} holds {short(record.type)} at version {record.version}, not one "
+            f"{DEFINITION_TYPE}."
+        )
+    payload = dict(record.payload)
+    if definition_digest(payload) != digest:
+        raise CorruptStoreError(
+            f"{where} does not match its content; it was changed after it was written."
+        )
+    return payload
 
 
 def _row_key(row: DealVersion) -> tuple[str, int, datetime]:

@@ -378,20 +378,27 @@ class SqliteEventStore:
                 raise
         return [expected + len(records) for _, records, expected in checked]
 
+    @property
+    def pipelines_by_reference(self) -> bool:
+        """Whether deals opened here store their pipeline once, by reference: schema 2 files
+        (which an oppcore before schema 2 does not write to, so it never meets a reference)."""
+        return self._schema >= 2
+
     # -- the deal table ------------------------------------------------------------------
 
     def _marker(self) -> int | None:
         row = self._db.execute(
             "SELECT value FROM oppcore_meta WHERE key = ?", (_table.MARKER,)
         ).fetchone()
-        if row is None:
-            return None
-        if not (isinstance(row[0], str) and row[0].isdigit() and row[0].isascii()):
+        return None if row is None else self._checked_marker(row[0])
+
+    def _checked_marker(self, value: object) -> int:
+        if not (isinstance(value, str) and value.isdigit() and value.isascii()):
             raise CorruptStoreError(
-                f"Database {str(self.path)!r} has {_table.MARKER} {short(row[0])} in "
+                f"Database {str(self.path)!r} has {_table.MARKER} {short(value)} in "
                 "oppcore_meta, which is not a position."
             )
-        return int(row[0])
+        return int(value)
 
     def _keep_table(self, before: int, last: int, deal_rows: _table.DealRows) -> None:
         """Inside an append's transaction: write its rows if the table is caught up."""
@@ -423,6 +430,17 @@ class SqliteEventStore:
         """The last event position the deal table reflects; None while it is not built."""
         with self._lock, self._translate("read"):
             return self._marker()
+
+    def deal_table_lag(self) -> tuple[int | None, int]:
+        """The table's position and the last event's, read together (one query)."""
+        with self._lock, self._translate("read"):
+            row = self._db.execute(
+                "SELECT (SELECT value FROM oppcore_meta WHERE key = ?), "
+                "(SELECT MAX(position) FROM events)",
+                (_table.MARKER,),
+            ).fetchone()
+        last = int(row[1] or 0)
+        return (None if row[0] is None else self._checked_marker(row[0])), last
 
     def last_position(self) -> int:
         """The position of the last event stored (0 for an empty store)."""
@@ -512,6 +530,29 @@ class SqliteEventStore:
                 f"SELECT COUNT(*) FROM {_table.TABLE} WHERE {where}", params
             ).fetchone()
             return int(row[0])
+
+    def deal_frame(self, *, backend: str = "polars", current: bool = False) -> Any:
+        """The table as a deal frame, parsed from its text columns by polars."""
+        _table.check_backend(backend)
+        return _table.as_backend(self._read_frame(COLUMNS, current), backend)
+
+    def _read_frame(self, names: Sequence[str], current: bool) -> Any:
+        where = " WHERE valid_to IS NULL AND recorded_to IS NULL" if current else ""
+        sql = (
+            f"SELECT {', '.join(names)} FROM {_table.TABLE}{where} "
+            "ORDER BY opportunity_id, version, recorded_from"
+        )
+        with self._lock, self._translate("read"):
+            rows = self._db.execute(sql).fetchall()
+        try:
+            return _table.text_frame(rows, names)
+        except Exception as exc:  # polars' parse errors: the table holds text it cannot read
+            if isinstance(exc, (ImportError, ValidationError)):
+                raise
+            raise CorruptStoreError(
+                f"Database {str(self.path)!r}: the deal table holds a value that does not "
+                f"read back ({short(str(exc))}); rebuild_deal_table() rebuilds it."
+            ) from None
 
     def deal_versions(self) -> Iterator[DealVersion]:
         """Every row of the deal table, by deal, version and recorded time."""
