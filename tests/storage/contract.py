@@ -104,6 +104,12 @@ SNAPSHOTS: dict[str, tuple[Callable[[], Any], Callable[[Repository, str], Any]]]
 }
 
 
+def stored_values(store: EventStore) -> list[EventRecord]:
+    """The records of deals, leads, campaigns and pipelines: every record but the pipeline
+    definitions deals reference (store format 2)."""
+    return [r for r in store.read_all() if not r.stream_id.startswith("definition:")]
+
+
 class EventStoreContract(abc.ABC):
     """The behaviour every event store promises, as a pytest suite to inherit.
 
@@ -545,18 +551,18 @@ class EventStoreContract(abc.ABC):
         repo.save(changed)
         assert store.read_stream("o1")[0] == opened
         assert [item.version for item in store.read_stream("o1")] == [1, 2, 3]
-        assert [item.type for item in store.read_all()] == [
+        assert [item.type for item in stored_values(store)] == [
             "Opened",
             "StageChanged",
             "FieldsChanged",
         ]
         lead = repo.save(Lead("L1", "นภา"))
         assert repo.save(Lead("L1", "นภา")) == lead
-        assert len(list(store.read_all())) == 4
+        assert len(stored_values(store)) == 4
         with_company = repo.save(attrs.evolve(repo.get_lead("L1"), company="บริษัท"))
         assert (with_company.company, with_company.version) == ("บริษัท", 2)
         assert repo.get_lead("L1") == with_company
-        assert len(list(store.read_all())) == 5
+        assert len(stored_values(store)) == 5
 
     def test_two_diverging_copies_conflict_and_reload_and_retry_works(
         self, store: EventStore, clock: FixedClock
@@ -637,11 +643,13 @@ class EventStoreContract(abc.ABC):
             Opportunity.open(name="สอง", id="o2", pipeline=thai_pipeline(), clock=clock),
         ]
         assert repo.save_all(values) == values
-        assert len(list(store.read_all())) == 5
+        assert len(stored_values(store)) == 5
+        # The two deals' pipelines are stored once each, as definitions they reference.
+        assert len(list(store.read_all())) == 5 + 2
         assert repo.get_pipeline("ขายส่ง-ภาคเหนือ") == values[0]
         assert {o.id for o in repo.opportunities()} == {"o1", "o2"}
         assert repo.save_all(values) == values
-        assert len(list(store.read_all())) == 5
+        assert len(list(store.read_all())) == 5 + 2
 
     @pytest.mark.parametrize("bad", ["stale", "twice"])
     def test_save_all_with_one_bad_value_stores_nothing(

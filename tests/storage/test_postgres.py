@@ -95,4 +95,4 @@ def test_create_schema_is_idempotent_and_records_the_version(conninfo: str) -> N
         row = connection.execute(
             "SELECT value FROM oppcore_meta WHERE key = 'schema_version'"
         ).fetchone()
-    assert row == ("1",)
+    assert row == ("2",)

@@ -125,7 +125,7 @@ def test_a_flipped_digit_in_an_amount_is_reported_not_read_as_another_amount(
     with open_repository(path) as repo:
         with pytest.raises(CorruptStoreError) as caught:
             repo.get("opp-1")
-        assert "position 1" in str(caught.value)
+        assert "position 2" in str(caught.value)  # after its pipeline's definition
         assert "'opp-1'" in str(caught.value)
         assert "checksum" in str(caught.value)
         with pytest.raises(CorruptStoreError):
@@ -145,7 +145,7 @@ def test_verify_names_the_record_whose_digit_flipped(tmp_path: Path) -> None:
 
     assert len(problems) == 1, problems
     assert "'opp-1'" in problems[0]
-    assert "position 1" in problems[0]
+    assert "position 2" in problems[0]  # after its pipeline's definition
     assert path.read_bytes() == data
 
 
@@ -223,7 +223,7 @@ def test_an_index_that_lost_its_entries_is_found_by_verify_and_stops_writes(
         assert len(repo.opportunities()) == 3
         problems = repo.verify()
         assert any(f"missing from index {INDEX}" in problem for problem in problems), problems
-        assert any("global order holds 5 records" in problem for problem in problems), problems
+        assert any("global order holds 6 records" in problem for problem in problems), problems
         for opp in (deal(1), deal(4)):  # deal(1) would be stored a second time
             with pytest.raises(CorruptStoreError):
                 repo.save(opp)
@@ -339,7 +339,7 @@ def test_the_checksum_is_the_documented_crc32_of_the_row(tmp_path: Path) -> None
         path,
         "SELECT position, stream_id, version, type, at, recorded_at, payload, checksum FROM events",
     )
-    assert len(rows) == 4
+    assert len(rows) == 5  # four events and their pipeline's definition
     for *columns, checksum in rows:
         assert record_checksum(*columns) == checksum  # type: ignore[arg-type]
         assert isinstance(checksum, str)
@@ -368,7 +368,9 @@ def test_text_sqlite_cannot_store_is_refused_before_anything_is_written(tmp_path
 def schema_1(tmp_path: Path) -> tuple[Path, list[Opportunity]]:
     """A schema 1 database, as an older oppcore wrote it (WAL), holding three deals."""
     deals = [deal(1), deal(2, "5.00"), won(3)]
-    memory = Repository(MemoryEventStore(), clock=FixedClock(T0))
+    older = MemoryEventStore()
+    older.pipelines_by_reference = False  # type: ignore[misc]  # as oppcore 0.1: pipelines inline
+    memory = Repository(older, clock=FixedClock(T0))
     memory.save_all(deals)
     path = tmp_path / "old.db"
     with closing(sqlite3.connect(path)) as db:
@@ -485,17 +487,18 @@ def test_two_schema_1_stores_upgrade_once(schema_1: tuple[Path, list[Opportunity
 
 def test_a_new_store_is_schema_2_with_a_checksum_on_every_row(tmp_path: Path) -> None:
     """A store created now is at the current schema, every row checksummed from position 1,
-    and its deal table kept from the first event (it reflects all four)."""
+    and its deal table kept from the first event (it reflects all five: the four events and
+    their pipeline's definition)."""
     path = tmp_path / "deals.db"
     store_with(path, deal(1), won(2))
     assert meta(path) == {
         "schema_version": "2",
         "checksums_from": "1",
-        "deal_table_position": "4",
+        "deal_table_position": "5",
     }
     assert query(path, "SELECT COUNT(*) FROM events WHERE checksum IS NULL") == [(0,)]
     with SqliteEventStore(path) as store:
-        assert [record.position for record in store.read_all()] == [1, 2, 3, 4]
+        assert [record.position for record in store.read_all()] == [1, 2, 3, 4, 5]
 
 
 @pytest.mark.parametrize("version", ["3", "17"])

@@ -361,6 +361,8 @@ class Repository:
             last = index if record.position is None else record.position
             if not record.stream_id.startswith(RESERVED_PREFIXES):
                 new.setdefault(record.stream_id, []).append(self._decode_event(record))
+            else:
+                self._learn(record)
         replayed = {}
         for stream_id, events in new.items():
             slot = self._deals.get(stream_id)
@@ -605,6 +607,8 @@ class Repository:
                     events = touched.setdefault(record.stream_id, [])
                     if after == 0:  # every event of every deal is in this read
                         events.append(self._decode_event(record))
+                else:
+                    self._learn(record)
             projected = {}
             for stream_id, events in touched.items():
                 if after:
@@ -784,6 +788,14 @@ class Repository:
         if record.type == "Opened" and "pipeline_ref" in record.payload:
             record = attrs.evolve(record, payload=self._inline(record))
         return cast(Event, _decoded(record, lambda payload: converter().structure(payload, cls)))
+
+    def _learn(self, record: EventRecord) -> None:
+        """Keep a pipeline definition met in a read of the global order (it comes before the
+        deals that reference it), so decoding them needs no read of its own."""
+        if record.stream_id.startswith(DEFINITION_PREFIX):
+            digest = record.stream_id[len(DEFINITION_PREFIX) :]
+            if digest not in self._definitions:
+                self._definitions[digest] = _definition(record, digest)
 
     def _inline(self, record: EventRecord) -> dict[str, Any]:
         """An ``Opened`` payload with the pipeline it references put back in place."""
