@@ -369,7 +369,7 @@ def schema_1(tmp_path: Path) -> tuple[Path, list[Opportunity]]:
     """A schema 1 database, as an older oppcore wrote it (WAL), holding three deals."""
     deals = [deal(1), deal(2, "5.00"), won(3)]
     older = MemoryEventStore()
-    older.pipelines_by_reference = False  # type: ignore[misc]  # as oppcore 0.1: pipelines inline
+    older.pipelines_by_reference = False  # as oppcore 0.1: pipelines inline
     memory = Repository(older, clock=FixedClock(T0))
     memory.save_all(deals)
     path = tmp_path / "old.db"
