@@ -1,4 +1,6 @@
-"""Analytics over any iterable of opportunities (a repository's ``opportunities()`` included).
+"""Analytics over any iterable of opportunities (a repository's ``opportunities()`` included),
+or a deal frame of any engine narwhals supports (``oppcore.frame.deal_frame``), with exactly
+the same results.
 
 Imports the domain, never storage.
 """

@@ -13,6 +13,8 @@ from oppcore._repr import short
 from oppcore.domain import _checks
 from oppcore.domain.money import DIVISION, EXACT, ExchangeRates, Money, currency_code
 from oppcore.domain.opportunity import Opportunity
+from oppcore.domain.stages import Pipeline
+from oppcore.domain.versions import DealVersion
 from oppcore.exceptions import CurrencyMismatchError, ValidationError
 
 if TYPE_CHECKING:
@@ -165,6 +167,50 @@ def deals(opps: object, as_of: When | None, zone: tzinfo = UTC) -> list[Opportun
     return result
 
 
+def history(opp: Opportunity) -> list[DealVersion]:
+    """The deal's history as known now: its ``DealVersion`` rows with ``recorded_to`` None,
+    by ``valid_from``, then version.
+
+    One row per event, the state right after it, so a row whose valid span is empty (the
+    first of two events at one instant) is still there: the history analytics read these
+    rows, the same on both routes, never the events.
+    """
+    rows = [row for row in opp.versions() if row.recorded_to is None]
+    rows.sort(key=lambda row: (row.valid_from, row.version))
+    return rows
+
+
+def pipelines(value: object, what: str) -> dict[str, Pipeline] | None:
+    """``pipelines=`` checked: the ``Pipeline`` values by id, in the order given (None when
+    not given)."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes, Mapping, Pipeline)) or not isinstance(value, Iterable):
+        raise ValidationError(
+            f"{what} takes pipelines= as a list of Pipeline (e.g. repo.pipelines()), "
+            f"not {short(value)}."
+        )
+    result: dict[str, Pipeline] = {}
+    for pipeline in value:
+        if not isinstance(pipeline, Pipeline):
+            raise ValidationError(f"{short(pipeline)} in pipelines= is not a Pipeline.")
+        result.setdefault(pipeline.id, pipeline)
+    return result
+
+
+def used_pipelines(given: Mapping[str, Pipeline], used: Iterable[str], what: str) -> list[Pipeline]:
+    """The pipelines of ``given`` whose ids the deals use, in the order given; a deal in a
+    pipeline that ``given`` does not hold is ``ValidationError``."""
+    ids = set(used)
+    missing = sorted(ids - given.keys())
+    if missing:
+        raise ValidationError(
+            f"Deals are in pipeline {', '.join(map(repr, missing))}, which pipelines= does not "
+            f"hold: pass every pipeline the deals use to {what} (e.g. repo.pipelines())."
+        )
+    return [pipeline for key, pipeline in given.items() if key in ids]
+
+
 def today(as_of: When | None, clock: _clock.Clock | None = None, zone: tzinfo = UTC) -> date:
     """The day open deals without a date are valued on: ``as_of``'s, or the clock's today,
     in ``zone``."""
@@ -243,14 +289,22 @@ class Valuation:
             return None
         if money.currency == self.currency or self.currency is None:
             return money.amount
-        key = (money.currency, self.day(opp))
+        return self.value_in(money.amount, money.currency, self.day(opp))
+
+    def value_in(self, amount: Decimal, currency: str, on: date) -> Decimal:
+        """``amount`` of ``currency`` in the table's currency at the rate of ``on``."""
+        if currency == self.currency or self.currency is None:
+            return amount
+        key = (currency, on)
         conversion = self._conversions.get(key)
         if conversion is None:
             if self.rates is None:  # checked in __init__
-                raise CurrencyMismatchError(f"{money!r} is not in {self.currency}.")
-            conversion = self.rates.conversion(money.currency, self.currency, on=key[1])
+                raise CurrencyMismatchError(
+                    f"{Money._exact(amount, currency)!r} is not in {self.currency}."
+                )
+            conversion = self.rates.conversion(currency, self.currency, on=on)
             self._conversions[key] = conversion
-        return conversion(money.amount)
+        return conversion(amount)
 
 
 def ratio(part: int | Decimal, whole: int | Decimal) -> Decimal | None:

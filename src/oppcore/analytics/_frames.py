@@ -6,6 +6,14 @@ row per group (a few thousand at most for a million deals), and what a result re
 sums (conversions at a rate, ratios, means) is finished here in ``Decimal``, the same way the
 object analytics finish it, so both routes give exactly the same values.  Nothing divides on
 the engine: DuckDB's decimal division gives a float.
+
+The history analytics read every row with ``recorded_to`` null (see the section below).  Those
+that need each deal's ordered history (slippage, calibration, time in stage) and the two ends
+of a movement get the rows they need filtered and narrowed on the engine, and each deal is
+finished in Python by the same function the object route calls; funnel, stage win rates and
+stale deals are grouped, joined and counted on the engine.  The expressions are the ones
+narwhals offers on every lazy engine (no window functions, no row order, no arithmetic on
+times), so DuckDB and Spark answer them as polars does.
 """
 
 from __future__ import annotations
@@ -53,8 +61,9 @@ def looks_like_frame(value: object) -> bool:
     return module in _FRAME_MODULES or module == "narwhals"
 
 
-def lazy(frame: object) -> Any:
-    """The frame as a narwhals LazyFrame, checked to hold the deal table's columns."""
+def lazy(frame: object, columns: Iterable[str] = ()) -> Any:
+    """The frame as a narwhals LazyFrame, checked to hold the deal table's columns (the
+    time columns and ``columns``)."""
     nw = _narwhals()
     try:
         wrapped = nw.from_native(frame)
@@ -66,7 +75,7 @@ def lazy(frame: object) -> Any:
         raise ValidationError(f"Analytics take opportunities or a deal frame, not {short(frame)}.")
     result = wrapped.lazy()
     names = set(result.collect_schema().names())
-    missing = [name for name in _NEEDED if name not in names]
+    missing = [name for name in (*_NEEDED, *columns) if name not in names]
     if missing:
         raise ValidationError(
             f"The frame is not a deal frame: it has no {', '.join(map(repr, missing))} column "
@@ -379,6 +388,10 @@ def cycle_microseconds(lf: Any, zone: tzinfo = _UTC) -> Any:
     """Microseconds from opening to close as the clocks of ``zone`` show them (as
     ``_common.local_span`` counts them), exact on every engine."""
     span = local_time(lf, "closed_at", zone) - local_time(lf, "created_at", zone)
+    if lf.implementation.is_pandas_like():
+        # pandas' total_microseconds goes through float seconds and floors, one short now
+        # and then; its Arrow durations cast to the whole count exactly.
+        return span.cast(_narwhals().Int64())
     return span.dt.total_microseconds()
 
 
@@ -540,3 +553,303 @@ def _is_eager(frame: object) -> bool:
 def _backend(frame: object) -> Any:
     nw = _narwhals()
     return nw.get_native_namespace(nw.from_native(frame))
+
+
+# -- the history analytics ---------------------------------------------------------------
+#
+# These read every row with ``recorded_to`` null: the deal's history as known now, one row per
+# event (an empty valid span included).  Where a result needs each deal's ordered history
+# (slippage, the probability a deal stated), the engine picks the rows and the few columns
+# needed and the deal is finished in Python by the same function the object route calls on
+# ``Opportunity.versions()``; everything else (time in stage, funnel, win rates, stale deals)
+# is grouped and counted on the engine.
+
+
+def _known(lf: Any) -> Any:
+    """The rows not revised since: each deal's history as known now."""
+    return lf.filter(_narwhals().col("recorded_to").is_null())
+
+
+def _current(lf: Any) -> Any:
+    nw = _narwhals()
+    return lf.filter(nw.col("recorded_to").is_null(), nw.col("valid_to").is_null())
+
+
+def _stands(t: datetime) -> Any:
+    """Whether a row of the history stands at valid time ``t``."""
+    nw = _narwhals()
+    col, moment = nw.col, nw.lit(t.astimezone(_UTC))
+    return (col("valid_from") <= moment) & (col("valid_to").is_null() | (col("valid_to") > moment))
+
+
+def _decimal(value: Any) -> Decimal | None:
+    return None if value is None else _plain(Decimal(value))
+
+
+def _moment(value: Any) -> datetime:
+    return _aware(_python_datetime(value))
+
+
+def _ordered(found: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Rows by deal, in opportunity id order, each deal's in the order they happened."""
+    by_deal: dict[str, list[dict[str, Any]]] = {}
+    for item in found:
+        by_deal.setdefault(item["opportunity_id"], []).append(item)
+    result = {}
+    for key in sorted(by_deal):
+        deal = by_deal[key]
+        deal.sort(key=lambda item: (_moment(item["valid_from"]), int(item["version"])))
+        result[key] = deal
+    return result
+
+
+def pipeline_ids(frame: object) -> list[str]:
+    """The ids of the pipelines the frame's deals are in."""
+    found = rows(_current(lazy(frame, ["pipeline_id"])).select("pipeline_id").unique())
+    return sorted(item["pipeline_id"] for item in found)
+
+
+def open_deals(
+    frame: object, as_of: datetime | None
+) -> tuple[list[str], list[tuple[str, Decimal, str, Decimal, date | None]]]:
+    """For ``forecast_range``: the currencies of the deals standing at ``as_of`` (None: now)
+    that have an amount, and each open deal with an amount as (opportunity id, amount,
+    currency, probability, expected close), in opportunity id order."""
+    nw = _narwhals()
+    col = nw.col
+    columns = ["opportunity_id", "outcome", "amount", "currency", "probability", "expected_close"]
+    lf = standing(lazy(frame, columns), as_of)
+    found = currencies(lf)
+    picked = rows(
+        lf.filter(col("outcome") == "open", ~col("amount").is_null()).select(
+            "opportunity_id", "amount", "currency", "probability", "expected_close"
+        )
+    )
+    deals = []
+    for item in picked:
+        deals.append(
+            (
+                item["opportunity_id"],
+                _plain(Decimal(item["amount"])),  # never null here: filtered
+                item["currency"],
+                _plain(Decimal(item["probability"])),  # never null in a deal table
+                as_date(item["expected_close"]),
+            )
+        )
+    deals.sort(key=lambda deal: deal[0])
+    return found, deals
+
+
+def movement_states(
+    frame: object, first: datetime, last: datetime
+) -> list[tuple[str, tuple[str, Any, date | None] | None, tuple[str, Any, date | None] | None]]:
+    """For ``pipeline_movement``: each deal standing at ``first`` or ``last`` with its state
+    (outcome, amount as Money, expected close) at each, None when not yet open; in
+    opportunity id order."""
+    from oppcore.domain.money import Money
+
+    columns = ["opportunity_id", "outcome", "amount", "currency", "expected_close"]
+    lf = _known(lazy(frame, columns))
+    at_first, at_last = _stands(first), _stands(last)
+    found = rows(lf.filter(at_first | at_last).select(*columns, at_first=at_first, at_last=at_last))
+    ends: dict[str, list[tuple[str, Any, date | None] | None]] = {}
+    for item in found:
+        amount = _decimal(item["amount"])
+        state = (
+            item["outcome"],
+            None if amount is None else Money._exact(amount, item["currency"]),
+            as_date(item["expected_close"]),
+        )
+        pair = ends.setdefault(item["opportunity_id"], [None, None])
+        if item["at_first"]:
+            pair[0] = state
+        if item["at_last"]:
+            pair[1] = state
+    return [(key, ends[key][0], ends[key][1]) for key in sorted(ends)]
+
+
+def expected_closes(frame: object) -> dict[str, list[date]]:
+    """For ``slippage``: each deal's expected close dates, in the order its history had
+    them (rows without one left out), deals in opportunity id order."""
+    nw = _narwhals()
+    col = nw.col
+    lf = _known(lazy(frame, ["opportunity_id", "expected_close"]))
+    found = rows(
+        lf.filter(~col("expected_close").is_null()).select(
+            "opportunity_id", "valid_from", "version", "expected_close"
+        )
+    )
+    result = {}
+    for key, deal in _ordered(found).items():
+        closes = [as_date(item["expected_close"]) for item in deal]
+        result[key] = [close for close in closes if close is not None]
+    return result
+
+
+def current_values(frame: object, columns: Sequence[str]) -> dict[str, tuple[Any, ...]]:
+    """Each deal's current values of ``columns``, by opportunity id."""
+    lf = _current(lazy(frame, ["opportunity_id", *columns]))
+    found = rows(lf.select("opportunity_id", *dict.fromkeys(columns)))
+    return {item["opportunity_id"]: tuple(item[name] for name in columns) for item in found}
+
+
+def closed_histories(
+    frame: object,
+) -> list[tuple[str, bool, list[tuple[str, str, Decimal]]]]:
+    """For ``calibration``: each deal closed now, whether it was won, and its history as
+    (stage, outcome, probability) rows in order; deals in opportunity id order."""
+    nw = _narwhals()
+    col = nw.col
+    columns = ["opportunity_id", "stage", "outcome", "probability"]
+    lf = _known(lazy(frame, columns))
+    closed = lf.filter(col("valid_to").is_null(), col("outcome") != "open").select(
+        "opportunity_id", now=col("outcome")
+    )
+    found = rows(
+        lf.select(
+            "opportunity_id", "valid_from", "version", "stage", "outcome", "probability"
+        ).join(closed, on="opportunity_id")
+    )
+    result = []
+    for key, deal in _ordered(found).items():
+        states = []
+        for item in deal:  # a deal always has a probability: never null
+            states.append((item["stage"], item["outcome"], _plain(Decimal(item["probability"]))))
+        result.append((key, deal[-1]["now"] == "won", states))
+    return result
+
+
+def stage_visits(
+    frame: object, now: datetime
+) -> dict[str, list[tuple[str, bool, datetime, datetime | None]]]:
+    """For ``time_in_stage``: each deal's rows in open stages from before ``now``, as visits
+    (stage, open, from, to), in the order they happened; deals in opportunity id order.
+
+    Each row of the history stands for the time from its ``valid_from`` to the next event
+    (its ``valid_to``): a stage's visits are its rows, so adding them up per deal and stage
+    is the deal's time there, and a row with an empty span counts the stage with no time.
+    Durations are added in Python: summing spans is not portable across engines (DuckDB and
+    pyarrow sum no durations, and Spark turns none into microseconds).
+    """
+    nw = _narwhals()
+    col = nw.col
+    lf = _known(lazy(frame, ["opportunity_id", "stage", "outcome"]))
+    found = rows(
+        lf.filter(
+            col("outcome") == "open", col("valid_from") <= nw.lit(now.astimezone(_UTC))
+        ).select("opportunity_id", "version", "stage", "valid_from", "valid_to")
+    )
+    return {
+        key: [
+            (
+                item["stage"],
+                True,
+                _moment(item["valid_from"]),
+                None if item["valid_to"] is None else _moment(item["valid_to"]),
+            )
+            for item in deal
+        ]
+        for key, deal in _ordered(found).items()
+    }
+
+
+def _rank(ranks: dict[str, dict[str, int]]) -> Any:
+    """An expression for how far along its pipeline a row of the history is: the open
+    stage's position, the number of open stages in a won stage, -1 otherwise.
+
+    ``ranks`` maps each pipeline id to its open stages' positions.
+    """
+    nw = _narwhals()
+    col, lit = nw.col, nw.lit
+    rank = lit(-1)
+    for pipeline_id, positions in ranks.items():
+        inside = col("pipeline_id") == pipeline_id
+        rank = nw.when(inside & (col("outcome") == "won")).then(lit(len(positions))).otherwise(rank)
+        for key, position in positions.items():
+            rank = nw.when(inside & (col("stage") == key)).then(lit(position)).otherwise(rank)
+    return rank
+
+
+def furthest(frame: object, ranks: dict[str, dict[str, int]]) -> list[tuple[str, int, str, int]]:
+    """For ``funnel`` and ``stage_win_rates``: (pipeline id, furthest position, outcome
+    now, deals) — how many deals of each pipeline got that far (see ``_rank``; -1 for deals
+    of other pipelines) and stand in that outcome now."""
+    nw = _narwhals()
+    col = nw.col
+    lf = _known(lazy(frame, ["opportunity_id", "pipeline_id", "stage", "outcome"]))
+    now = (
+        nw.when(col("valid_to").is_null()).then(col("outcome")).otherwise(nw.lit(None, nw.String()))
+    )
+    found = rows(
+        lf.with_columns(rank=_rank(ranks), now=now)
+        .group_by("opportunity_id", "pipeline_id")
+        .agg(col("rank").max(), col("now").max())
+        .group_by("pipeline_id", "rank", "now")
+        .agg(n=nw.len())
+    )
+    return [(item["pipeline_id"], int(item["rank"]), item["now"], int(item["n"])) for item in found]
+
+
+def stage_entries(
+    frame: object, now: datetime, cutoffs: dict[tuple[str, str], datetime] | datetime
+) -> list[tuple[str, str, str | None, str, datetime]]:
+    """For ``stale``: each deal open at ``now`` in a stage with a limit, that entered it
+    before the stage's cutoff, as (opportunity id, stage, owner, pipeline id, entered at).
+
+    ``cutoffs`` maps (pipeline id, stage) to an instant, or is one for every stage: the
+    caller's coarse bound, so the engine only compares instants (no engine arithmetic on
+    times: Spark has none that narwhals offers); the exact test is the caller's.  When a
+    deal last entered its stage is the ``valid_from`` of the row after the last row of its
+    history (up to ``now``) in another stage.
+    """
+    nw = _narwhals()
+    col, lit = nw.col, nw.lit
+    columns = ["opportunity_id", "pipeline_id", "stage", "outcome", "owner"]
+    known = _known(lazy(frame, columns))
+    limited = known.filter(_stands(now), col("outcome") == "open")
+    if isinstance(cutoffs, datetime):
+        cutoff: Any = lit(cutoffs.astimezone(_UTC))
+    elif not cutoffs:
+        return []
+    else:
+        cutoff, has_limit = lit(now.astimezone(_UTC)), lit(False)
+        for (pipeline_id, key), moment in cutoffs.items():
+            here = (col("pipeline_id") == pipeline_id) & (col("stage") == key)
+            cutoff = nw.when(here).then(lit(moment.astimezone(_UTC))).otherwise(cutoff)
+            has_limit = has_limit | here
+        limited = limited.filter(has_limit)
+    standing_now = limited.with_columns(cutoff=cutoff).select(
+        "opportunity_id", "pipeline_id", "owner", "cutoff", held=col("stage"), at=col("version")
+    )
+    before = (
+        known.select("opportunity_id", "stage", "version")
+        .join(standing_now.select("opportunity_id", "held", "at"), on="opportunity_id")
+        .with_columns(
+            other=nw.when((col("stage") != col("held")) & (col("version") <= col("at")))
+            .then(col("version"))
+            .otherwise(lit(0))
+        )
+        .group_by("opportunity_id")
+        .agg(col("other").max())
+        .with_columns(entered=col("other") + 1)
+    )
+    entered = before.join(
+        known.select("opportunity_id", "version", "valid_from"),
+        left_on=["opportunity_id", "entered"],
+        right_on=["opportunity_id", "version"],
+    ).select("opportunity_id", "valid_from")
+    found = rows(
+        standing_now.join(entered, on="opportunity_id")
+        .filter(col("valid_from") < col("cutoff"))
+        .select("opportunity_id", "held", "owner", "pipeline_id", "valid_from")
+    )
+    return [
+        (
+            item["opportunity_id"],
+            item["held"],
+            item["owner"],
+            item["pipeline_id"],
+            _moment(item["valid_from"]),
+        )
+        for item in found
+    ]

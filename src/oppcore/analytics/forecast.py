@@ -17,7 +17,6 @@ from oppcore.analytics.table import Table
 from oppcore.clock import Clock
 from oppcore.domain import _checks
 from oppcore.domain.money import DIVISION, EXACT, ExchangeRates, Money
-from oppcore.domain.opportunity import Opportunity
 from oppcore.domain.stages import ForecastCategory, Outcome
 from oppcore.exceptions import ValidationError
 
@@ -182,7 +181,7 @@ class ForecastRangeRow:
 
 
 def forecast_range(
-    opps: Iterable[Opportunity],
+    opps: _common.Deals,
     *,
     period: Grain = "quarter",
     calendar: FiscalCalendar | None = None,
@@ -200,9 +199,11 @@ def forecast_range(
     ``mean`` (the weighted pipeline) and ``stdev`` are exact:
     ``sum(a * p)`` and ``sqrt(sum(a**2 * p * (1 - p)))``.  The quantiles come from
     ``simulations`` runs in which each deal is won with its probability; the same ``seed``
-    gives the same answer.  Open deals without an expected close make the last row.
-    Deals fall in periods by their expected close, a date; ``time_zone`` (default UTC)
-    is the calendar of ``as_of`` (a date: the end of that day) and of today.
+    gives the same answer, whatever order the deals come in (each period's deals are drawn
+    in opportunity id order, on a deal frame too).  Open deals without an expected close
+    make the last row.  Deals fall in periods by their expected close, a date;
+    ``time_zone`` (default UTC) is the calendar of ``as_of`` (a date: the end of that day)
+    and of today.
     """
     grain = check_grain(period)
     fiscal = check_calendar(calendar)
@@ -211,15 +212,29 @@ def forecast_range(
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ValidationError(f"seed must be a whole number or None, not {short(seed)}.")
     zone = _common.time_zone(time_zone)
-    deals = _common.deals(opps, as_of, zone)
-    money = _common.Valuation(deals, currency, rates, _common.today(as_of, clock, zone), zone)
+    valued_on = _common.today(as_of, clock, zone)
+    # (opportunity id, amount in the table's currency, probability, expected close)
+    deals: list[tuple[str, Money, Decimal, date | None]] = []
+    if _frames.looks_like_frame(opps):
+        moment = None if as_of is None else _common.instant(as_of, "as_of", zone)
+        found, picked = _frames.open_deals(opps, moment)
+        valuation = _frames.valuation(found, currency, rates, valued_on)
+        code = valuation.currency
+        for opp_id, value, in_currency, chance, close in picked:
+            converted = valuation.value_in(value, in_currency, close or valued_on)
+            deals.append((opp_id, Money._exact(converted, code), chance, close))
+    else:
+        opened = _common.deals(opps, as_of, zone)
+        money = _common.Valuation(opened, currency, rates, valued_on, zone)
+        for opp in opened:
+            amount = money.amount(opp) if opp.is_open else None  # closed: never converted
+            if amount is not None:
+                deals.append((opp.id, amount, opp.probability, opp.expected_close))
+        deals.sort(key=lambda deal: deal[0])  # the draws follow the ids, not the input order
     groups: dict[Period | None, list[tuple[Money, Decimal]]] = {}
-    for opp in deals:
-        amount = money.amount(opp)
-        if not opp.is_open or amount is None:
-            continue
-        key = None if opp.expected_close is None else _period_of(opp.expected_close, grain, fiscal)
-        groups.setdefault(key, []).append((amount, opp.probability / _HUNDRED))
+    for _, amount, chance, close in deals:
+        key = None if close is None else _period_of(close, grain, fiscal)
+        groups.setdefault(key, []).append((amount, chance / _HUNDRED))
     scheduled = sorted((p for p in groups if p is not None), key=lambda p: p.start)
     ordered: list[Period | None] = [*scheduled, *([None] if None in groups else [])]
     rng = random.Random(seed)

@@ -11,12 +11,11 @@ import attrs
 
 from oppcore._repr import short
 from oppcore.analytics import _common, _frames
-from oppcore.analytics.effectiveness import _key_function, _ordered, _title
+from oppcore.analytics.effectiveness import _ATTRIBUTES, _key_function, _ordered, _title
 
 if TYPE_CHECKING:
     from narwhals.typing import IntoFrameT
 from oppcore.analytics.table import Table
-from oppcore.domain.events import FieldsChanged, Opened
 from oppcore.domain.opportunity import Opportunity
 from oppcore.exceptions import ValidationError
 
@@ -94,17 +93,16 @@ class SlippageRow:
     last_expected_close: date | None
 
 
-def _slipped(opp: Opportunity) -> SlippageRow | None:
+def _slipped(
+    opportunity_id: str, owner: str | None, closes: Iterable[date | None]
+) -> SlippageRow | None:
+    """The deal's slippage from its expected close after each event, in order (both routes
+    read it off the deal's history rows)."""
     first: date | None = None
     last: date | None = None
     pushes = 0
     slipped = 0
-    for event in opp.events:
-        if not isinstance(event, Opened) and not (
-            isinstance(event, FieldsChanged) and "expected_close" in event.fields
-        ):
-            continue
-        new = event.expected_close
+    for new in closes:
         if new is None:  # cleared: the next date is compared with the last one known
             continue
         if first is None:
@@ -115,21 +113,40 @@ def _slipped(opp: Opportunity) -> SlippageRow | None:
         last = new
     if first is None:
         return None
-    return SlippageRow(opp.id, opp.owner, pushes, Decimal(slipped), first, last)
+    return SlippageRow(opportunity_id, owner, pushes, Decimal(slipped), first, last)
 
 
-def slippage(opps: Iterable[Opportunity]) -> Table[SlippageRow]:
+def _slipped_deal(opp: Opportunity) -> SlippageRow | None:
+    closes = [row.expected_close for row in _common.history(opp)]
+    return _slipped(opp.id, opp.owner, closes)
+
+
+def _ranked(rows: list[SlippageRow]) -> list[SlippageRow]:
+    """Most-slipped first (days, then pushes), then in opportunity id order: never the order
+    the deals came in (DESIGN section 8)."""
+    return sorted(rows, key=lambda row: (-row.days_slipped, -row.pushes, row.opportunity_id))
+
+
+def slippage(opps: _common.Deals) -> Table[SlippageRow]:
     """Per deal that ever had an expected close: how often and how far it was pushed out.
 
     Expected closes are dates, and days slipped are days between dates: no time zone
     enters, so ``slippage`` takes no ``time_zone``.
 
     A date cleared and set again is compared with the last date the deal had.  Rows come
-    most-slipped first (days, then pushes), then in the order given.
+    most-slipped first (days, then pushes), then in opportunity id order: never in the order
+    given.  The dates are those of each deal's
+    history as known now (its rows with ``recorded_to`` None), on a deal frame too.
     """
-    rows = [row for row in map(_slipped, _common.deals(opps, None)) if row is not None]
-    rows.sort(key=lambda row: (-row.days_slipped, -row.pushes))
-    return Table.of(SlippageRow, rows, title="Slippage")
+    if _frames.looks_like_frame(opps):
+        closes = _frames.expected_closes(opps)
+        owners = _frames.current_values(opps, ["owner"])
+        found = [_slipped(key, owners.get(key, (None,))[0], dates) for key, dates in closes.items()]
+    else:
+        found = [_slipped_deal(opp) for opp in _common.deals(opps, None)]
+    return Table.of(
+        SlippageRow, _ranked([row for row in found if row is not None]), title="Slippage"
+    )
 
 
 @attrs.frozen
@@ -143,20 +160,37 @@ class SlippageSummaryRow:
 
 
 def slippage_summary(
-    opps: Iterable[Opportunity],
+    opps: _common.Deals,
     *,
     by: Literal["campaign", "lead_source", "type", "owner", "account"]
-    | Callable[[Opportunity], Hashable] = "owner",
+    | Callable[[Any], Hashable] = "owner",
 ) -> Table[SlippageSummaryRow]:
     """``slippage`` added up per owner (or another key, as ``effectiveness`` takes it);
-    rows in key order, deals without a key last."""
+    rows in key order, deals without a key last.
+
+    On a deal frame, a function ``by`` receives each deal's current ``DealVersion``.
+    """
     key_of = _key_function(by)
+    found: list[tuple[Hashable, SlippageRow]] = []
+    if _frames.looks_like_frame(opps):
+        closes = _frames.expected_closes(opps)
+        column = None if callable(by) else _ATTRIBUTES[str(by)]
+        values = _frames.current_values(opps, ["owner"] if column is None else ["owner", column])
+        current = (
+            {row.opportunity_id: row for row in _frames.current_rows(opps)} if callable(by) else {}
+        )
+        for opp_id, dates in closes.items():
+            known = values.get(opp_id, (None, None))
+            row = _slipped(opp_id, known[0], dates)
+            if row is not None:
+                found.append((by(current[opp_id]) if callable(by) else known[1], row))
+    else:
+        for opp in _common.deals(opps, None):
+            row = _slipped_deal(opp)
+            if row is not None:
+                found.append((key_of(opp), row))
     totals: dict[Hashable, list[int]] = {}
-    for opp in _common.deals(opps, None):
-        row = _slipped(opp)
-        if row is None:
-            continue
-        key = key_of(opp)
+    for key, row in found:
         try:
             tally = totals.setdefault(key, [0, 0, 0])
         except TypeError:

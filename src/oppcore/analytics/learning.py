@@ -9,12 +9,17 @@ from typing import Literal
 import attrs
 
 from oppcore._repr import short
-from oppcore.analytics import _common
-from oppcore.analytics.stages import merged_open_stages, open_ranks, progress
+from oppcore.analytics import _common, _frames
+from oppcore.analytics.stages import (
+    frame_pipelines,
+    open_ranks,
+    open_stage_keys,
+    progress,
+    stage_order,
+)
 from oppcore.analytics.table import Table
-from oppcore.domain.events import FieldsChanged, Lost, Opened, Reopened, StageChanged, Won
 from oppcore.domain.money import DIVISION, EXACT
-from oppcore.domain.opportunity import Opportunity
+from oppcore.domain.stages import Pipeline
 from oppcore.exceptions import ValidationError
 
 #: The normal quantile for a two-sided 95 % interval.
@@ -67,33 +72,58 @@ def wilson(won: int, closed: int) -> tuple[Decimal, Decimal]:
     return low, high
 
 
-def stage_win_rates(opps: Iterable[Opportunity], *, min_closed: int = 30) -> Table[StageWinRateRow]:
+def stage_win_rates(
+    opps: _common.Deals,
+    *,
+    min_closed: int = 30,
+    pipelines: Iterable[Pipeline] | None = None,
+) -> Table[StageWinRateRow]:
     """Per open stage, the share of closed deals that reached it and were won.
 
     A deal that skipped a stage counts as having reached it, as in ``funnel``.  Stages with
     the same key in several pipelines are counted together; rows follow the first
-    pipeline's order.  Feed the result to ``as_probabilities`` for ``forecast``.
+    pipeline's order (the order of ``pipelines=`` when given).  Feed the result to
+    ``as_probabilities`` for ``forecast``.
+
+    A deal frame holds no stage definitions: with a frame, pass ``pipelines=`` (the
+    ``Pipeline`` values its deals are in, e.g. ``repo.pipelines()``).
     """
     least = _count(min_closed, "min_closed", 0)
-    deals = _common.deals(opps, None)
-    keys = merged_open_stages(deals)
-    closed = dict.fromkeys(keys, 0)
-    won = dict.fromkeys(keys, 0)
-    ranked: dict[int, tuple[dict[str, int], list[str]]] = {}
-    for opp in deals:
-        if opp.is_open:
-            continue
-        pipeline = opp.pipeline
-        found = ranked.get(id(pipeline))
-        if found is None:
-            ranks = open_ranks(pipeline)
-            found = ranked[id(pipeline)] = (ranks, list(ranks))
-        ranks, order = found
-        furthest = progress(opp, ranks, len(order))
-        for key in order[: furthest + 1]:
-            closed[key] += 1
-            if opp.is_won:
-                won[key] += 1
+    given = _common.pipelines(pipelines, "stage_win_rates")
+    if _frames.looks_like_frame(opps):
+        used = frame_pipelines(opps, given, "stage_win_rates")
+        keys = open_stage_keys(used)
+        closed = dict.fromkeys(keys, 0)
+        won = dict.fromkeys(keys, 0)
+        positions = {pipeline.id: open_ranks(pipeline) for pipeline in used}
+        orders = {pipeline_id: list(ranks) for pipeline_id, ranks in positions.items()}
+        for pipeline_id, furthest, now, count in _frames.furthest(opps, positions):
+            if now == "open" or pipeline_id not in orders:  # open now, or another pipeline's
+                continue
+            for key in orders[pipeline_id][: furthest + 1]:
+                closed[key] += count
+                if now == "won":
+                    won[key] += count
+    else:
+        deals = _common.deals(opps, None)
+        keys = stage_order(deals, given, "stage_win_rates")
+        closed = dict.fromkeys(keys, 0)
+        won = dict.fromkeys(keys, 0)
+        ranked: dict[int, tuple[dict[str, int], list[str]]] = {}
+        for opp in deals:
+            if opp.is_open:
+                continue
+            pipeline = opp.pipeline
+            found = ranked.get(id(pipeline))
+            if found is None:
+                ranks = open_ranks(pipeline)
+                found = ranked[id(pipeline)] = (ranks, list(ranks))
+            ranks, order = found
+            furthest = progress(opp, ranks, len(order))
+            for key in order[: furthest + 1]:
+                closed[key] += 1
+                if opp.is_won:
+                    won[key] += 1
     rows = []
     for key in keys:
         count, wins = closed[key], won[key]
@@ -116,6 +146,11 @@ def as_probabilities(win_rates: Iterable[StageWinRateRow]) -> dict[str, Decimal]
     """Stage key -> percentage from the sufficient rows of ``stage_win_rates``, ready for
     ``forecast(probabilities=...)``: rounded half-even to six decimal places, the finest
     probability a deal takes (1 won of 3 gives ``33.333333``)."""
+    if _frames.looks_like_frame(win_rates):
+        raise ValidationError(
+            "as_probabilities takes the rows of stage_win_rates(), not a deal frame: call "
+            "stage_win_rates(frame, pipelines=...) first."
+        )
     if isinstance(win_rates, (str, bytes)) or not isinstance(win_rates, Iterable):
         raise ValidationError(f"as_probabilities takes stage_win_rates(), not {short(win_rates)}.")
     result = {}
@@ -168,69 +203,78 @@ Point = Literal["last_open_stage", "opened", "before_close"]
 _POINTS = ("last_open_stage", "opened", "before_close")
 
 
-def stated_probability(opp: Opportunity, point: Point) -> Decimal | None:
-    """The probability a closed deal had at ``point``; None if it never was open."""
-    pipeline = opp.pipeline
+def stated_probability(states: Iterable[tuple[str, str, Decimal]], point: Point) -> Decimal | None:
+    """The probability a closed deal had at ``point``; None if it never was open.
+
+    ``states`` is the deal's history as (stage, outcome, probability) after each event, in
+    order: its rows with ``recorded_to`` None, from ``Opportunity.versions()`` or a deal
+    frame.  A row in an open stage other than the row before's (or the first row) is where
+    the deal entered it; a closed row after an open one is where it closed.
+    """
     entered: Decimal | None = None  # when it last entered an open stage
     current: Decimal | None = None  # in effect now, while open
     before_close: Decimal | None = None
-    stage = ""
-    for event in opp.events:
-        if isinstance(event, Opened):
-            stage = event.stage
-            opened_open = pipeline.stage(stage).is_open
-            if point == "opened":  # opened straight into a closed stage: nothing was stated
-                return event.probability if opened_open else None
-            if opened_open:
-                entered = current = event.probability
-        elif isinstance(event, (StageChanged, Reopened)):
-            stage = event.to_stage
-            if pipeline.stage(stage).is_open:
-                entered = current = event.probability
-        elif isinstance(event, (Won, Lost)):
-            stage = event.to_stage
-            if current is not None:
-                before_close = current
+    previous: str | None = None  # the stage of the row before
+    for stage, outcome, probability in states:
+        is_open = outcome == "open"
+        if previous is None and point == "opened":
+            # opened straight into a closed stage: nothing was stated
+            return probability if is_open else None
+        if is_open:
+            if stage != previous:
+                entered = probability
+            current = probability
+        elif current is not None:  # closed just now
+            before_close = current
             current = None
-        elif (
-            isinstance(event, FieldsChanged)
-            and current is not None
-            and "probability" in event.fields
-        ):  # None: back to the stage's default
-            current = event.probability
-            if current is None:
-                current = pipeline.stage(stage).probability
+        previous = stage
     if point == "before_close":
         return before_close
     return entered
 
 
 def calibration(
-    opps: Iterable[Opportunity], *, bins: int = 10, point: Point = "last_open_stage"
+    opps: _common.Deals, *, bins: int = 10, point: Point = "last_open_stage"
 ) -> Calibration:
     """Stated probability against outcome for closed deals: the Brier score and a
     reliability table of ``bins`` equal-width bins.
 
     ``point`` chooses which probability is "stated": the one set when the deal entered the
     last open stage it was in (default), the one it opened with, or the one it had just
-    before it closed.  Deals that never were open are left out.
+    before it closed.  Deals that never were open are left out.  Both read each deal's
+    history as known now (its rows with ``recorded_to`` None).
     """
     size = _count(bins, "bins", 1)
     if point not in _POINTS:
         raise ValidationError(f"point {short(point)} is not one of {', '.join(_POINTS)}.")
+    closed: Iterable[tuple[bool, Decimal | None]]
+    if _frames.looks_like_frame(opps):
+        closed = (
+            (is_won, stated_probability(states, point))
+            for _, is_won, states in _frames.closed_histories(opps)
+        )
+    else:
+        closed = (
+            (
+                opp.is_won,
+                stated_probability(
+                    ((row.stage, row.outcome, row.probability) for row in _common.history(opp)),
+                    point,
+                ),
+            )
+            for opp in _common.deals(opps, None)
+            if not opp.is_open
+        )
     stated: list[list[Decimal]] = [[] for _ in range(size)]
     wins = [0] * size
     squares = Decimal(0)
     count = 0
     scale = Decimal(size)
-    for opp in _common.deals(opps, None):
-        if opp.is_open:
-            continue
-        chance = stated_probability(opp, point)
+    for is_won, chance in closed:
         if chance is None:
             continue
         fraction = EXACT.divide(chance, _HUNDRED)
-        outcome = 1 if opp.is_won else 0
+        outcome = 1 if is_won else 0
         squares = EXACT.add(squares, EXACT.multiply(fraction - outcome, fraction - outcome))
         count += 1
         index = min(int(EXACT.multiply(fraction, scale)), size - 1)

@@ -22,11 +22,14 @@ not in                          not in                           none
 
 Only the two ends count: a deal that opened and closed between them is in neither pipeline
 and in no bucket, and a deal won and reopened between them is compared by its amounts.
+A deal's state at a time is the row of its history standing then (``Opportunity.as_of`` on
+the opportunities, the rows with ``recorded_to`` null on a deal frame), so both give the
+same buckets.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Final, TypeAlias
@@ -34,25 +37,12 @@ from typing import Final, TypeAlias
 import attrs
 
 from oppcore._repr import short
-from oppcore.analytics import _common
+from oppcore.analytics import _common, _frames
 from oppcore.analytics.periods import Period
 from oppcore.analytics.table import Table
 from oppcore.domain import _checks
-from oppcore.domain.events import (
-    FieldsChanged,
-    LineItemAdded,
-    LineItemChanged,
-    LineItemRemoved,
-    Lost,
-    Opened,
-    Reopened,
-    StageChanged,
-    Won,
-)
-from oppcore.domain.line_items import LineItem
 from oppcore.domain.money import EXACT, ExchangeRates, Money, currency_code
 from oppcore.domain.opportunity import Opportunity
-from oppcore.domain.stages import Outcome
 from oppcore.exceptions import CurrencyMismatchError, ValidationError
 
 #: The buckets, in the order they appear in the reconciliation.
@@ -67,7 +57,6 @@ BUCKETS: Final = (
     "pulled_in",
 )
 _ADDS: Final = frozenset({"new", "increased", "reopened", "pulled_in"})
-_STAGE_EVENTS: Final = (StageChanged, Won, Lost, Reopened)
 
 
 @attrs.frozen
@@ -95,7 +84,8 @@ class Movement:
     ``opening + new + increased - decreased - won - lost + reopened - pushed_out + pulled_in
     == closing`` exactly.  Amounts are the deals' amounts, not weighted; each is ``None`` only
     when no deal involved has a currency.  ``counts`` maps each bucket (and ``opening`` and
-    ``closing``) to its number of deals; ``entries`` lists each deal's bucket and amount.
+    ``closing``) to its number of deals; ``entries`` lists each deal's bucket and amount,
+    bucket by bucket in the order of ``BUCKETS``, deals in opportunity id order.
     """
 
     opening: Money | None
@@ -128,64 +118,23 @@ class Movement:
         return f"<Movement opening={self.opening} closing={self.closing}>"
 
 
-# What the movement needs of a deal at one time: its outcome, amount and expected close.
-_State: TypeAlias = tuple[Outcome, "Money | None", "date | None"]
+# What the movement needs of a deal at one time: its outcome ("open", "won", "lost"), amount and
+# expected close; None before it opened.
+_State: TypeAlias = "tuple[str, Money | None, date | None] | None"
 
 
-def states_at(opp: Opportunity, first: datetime, last: datetime) -> tuple[_State | None, ...]:
-    """The deal's state at valid times ``first`` and ``last`` (``first <= last``; None
-    before it opened), from one pass over its events, without rebuilding the deal."""
-    events = opp.events
-    final = events[-1].at
-    if first >= final:  # nothing happened after either time: the deal as it is
-        now = (opp.stage.outcome, opp.amount, opp.expected_close)
-        return now, now
-    opened = events[0]
-    if last < opened.at or not isinstance(opened, Opened):
-        return None, None
-    stages = opened.pipeline.stage
-    stage = opened.stage
-    manual = opened.amount
-    close = opened.expected_close
-    items = {item.id: item for item in opened.line_items} if opened.line_items else None
-    found: list[_State | None] = []
-    wanted = [first, last]
-    if first < opened.at:
-        found.append(None)
-        del wanted[0]
-    for event in events[1:]:
-        while wanted and event.at > wanted[0]:
-            found.append((stages(stage).outcome, _amount(manual, items), close))
-            del wanted[0]
-        if not wanted:
-            break
-        if isinstance(event, _STAGE_EVENTS):
-            stage = event.to_stage
-        elif isinstance(event, FieldsChanged):
-            names = event.fields
-            if "amount" in names:
-                manual = event.amount
-            if "expected_close" in names:
-                close = event.expected_close
-        elif isinstance(event, (LineItemAdded, LineItemChanged)):
-            if items is None:
-                items = {}
-            items[event.item.id] = event.item
-        elif isinstance(event, LineItemRemoved) and items:
-            items.pop(event.item_id, None)
-    if wanted:  # the rest are at or after the last event: the deal as it is
-        now = (opp.stage.outcome, opp.amount, opp.expected_close)
-        found += [now] * len(wanted)
-    return tuple(found)
+def _state(opp: Opportunity | None) -> _State:
+    if opp is None:
+        return None
+    return (opp.stage.outcome.value, opp.amount, opp.expected_close)
 
 
-def _amount(manual: Money | None, items: dict[str, LineItem] | None) -> Money | None:
-    if manual is not None or not items:
-        return manual
-    total: Money | None = None
-    for item in items.values():
-        total = item.total if total is None else total + item.total
-    return total
+def _ends(opp: Opportunity, first: datetime, last: datetime) -> tuple[_State, _State]:
+    """The deal's state at valid times ``first`` and ``last`` (``first <= last``), as the
+    domain reads it (``Opportunity.as_of``): the row of its history standing then."""
+    after = opp.as_of(last)
+    before = None if after is None else after.as_of(first)
+    return _state(before), _state(after)
 
 
 def _window(value: object) -> tuple[date, date] | None:
@@ -204,7 +153,7 @@ def _window(value: object) -> tuple[date, date] | None:
 
 
 def pipeline_movement(
-    opps: Iterable[Opportunity],
+    opps: _common.Deals,
     *,
     start: datetime | date,
     end: datetime | date,
@@ -234,12 +183,14 @@ def pipeline_movement(
     if rates is not None and not isinstance(rates, ExchangeRates):
         raise ValidationError(f"rates must be ExchangeRates, not {short(rates)}.")
     code = None if currency is None else currency_code(currency)
-    deals = _common.deals(opps, None)
+    if _frames.looks_like_frame(opps):
+        ends = _frames.movement_states(opps, first, last)
+    else:
+        ends = [(opp.id, *_ends(opp, first, last)) for opp in _common.deals(opps, None)]
+        ends.sort(key=lambda end: end[0])  # entries in opportunity id order, on both routes
 
-    open_ = Outcome.OPEN
-
-    def inside(state: _State | None) -> bool:
-        if state is None or state[0] is not open_:
+    def inside(state: _State) -> bool:
+        if state is None or state[0] != "open":
             return False
         if days is None:
             return True
@@ -251,8 +202,7 @@ def pipeline_movement(
     changes: list[tuple[str, str, Money | None, Money | None]] = []
     opening: list[Money | None] = []
     closing: list[Money | None] = []
-    for opp in deals:
-        before, after = states_at(opp, first, last)
+    for opp_id, before, after in ends:
         was, now = inside(before), inside(after)
         old = before[1] if before is not None else None
         new = after[1] if after is not None else None
@@ -261,22 +211,14 @@ def pipeline_movement(
         if now:
             closing.append(new)
         if was and now:
-            changes.append(("changed", opp.id, old, new))
+            changes.append(("changed", opp_id, old, new))
         elif was and after is not None:
             outcome = after[0]
-            bucket = (
-                "won"
-                if outcome is Outcome.WON
-                else "lost"
-                if outcome is Outcome.LOST
-                else "pushed_out"
-            )
-            changes.append((bucket, opp.id, old, None))
+            bucket = "won" if outcome == "won" else "lost" if outcome == "lost" else "pushed_out"
+            changes.append((bucket, opp_id, old, None))
         elif now:
-            bucket = (
-                "new" if before is None else "reopened" if before[0] is not open_ else "pulled_in"
-            )
-            changes.append((bucket, opp.id, None, new))
+            bucket = "new" if before is None else "reopened" if before[0] != "open" else "pulled_in"
+            changes.append((bucket, opp_id, None, new))
 
     money = _Money(code, rates, _common.local_date(last, zone), [*opening, *closing])
     totals = dict.fromkeys(BUCKETS, Decimal(0))
