@@ -18,6 +18,7 @@ import json
 import os
 import stat
 import sys
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from decimal import Decimal
@@ -882,6 +883,11 @@ def _utc_minute(moment: datetime) -> str:
 def _export(args: argparse.Namespace) -> int:
     from oppcore import io as oppcore_io
 
+    parquet = args.format == "parquet"
+    if args.events and not parquet:
+        raise ValidationError("--events writes the event records as Parquet: add --format parquet.")
+    if parquet:
+        _check_parquet(args)
     _store_path(args.store, existing=True)
     store = _StoreFiles(args.store)
     if args.output in (None, "-"):
@@ -890,13 +896,56 @@ def _export(args: argparse.Namespace) -> int:
         store.refuse(_output(args.output, "--output"), "--output")
     with _existing(args.store) as repo:
         target = sys.stdout if args.output in (None, "-") else args.output
-        if args.format == "json":
+        if parquet:
+            _write_parquet(repo, args.output, events=args.events)
+        elif args.format == "json":
             oppcore_io.dump_json(repo, target)
         else:
             oppcore_io.write_csv(repo.opportunities(), target, history=args.history)
     if target is not sys.stdout:
         print(f"wrote {args.output}", file=sys.stderr)
     return 0
+
+
+def _check_parquet(args: argparse.Namespace) -> None:
+    """What ``--format parquet`` needs, checked before the store is read: a file to write
+    (Parquet is binary, written whole) and the ``frame`` extra."""
+    if args.output in (None, "-"):
+        raise ValidationError(
+            "--format parquet writes a file, not standard output: give --output FILE."
+        )
+    if args.history:
+        raise ValidationError(
+            "--history is for CSV; the Parquet deal table already holds every version of "
+            "every deal (and --events every event)."
+        )
+    from oppcore.frame import _polars
+
+    _polars()  # ImportError naming the extra, before anything is read
+
+
+def _write_parquet(repo: Repository, path: str, *, events: bool) -> None:
+    """The deal table (or, with ``events``, every event record) of ``repo`` as Parquet at
+    ``path``: written beside it and renamed into place, so the file appears whole or not at
+    all (a failed export never leaves half a file where a good one was)."""
+    from oppcore.frame import deal_frame, event_frame
+
+    frame = event_frame(repo) if events else deal_frame(repo)
+    folder, name = os.path.split(os.path.abspath(path))
+    try:
+        fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+    except OSError as exc:
+        raise StorageError(f"Could not write {short(path)}: {exc.strerror or exc}.") from None
+    os.close(fd)
+    try:
+        frame.write_parquet(temporary)
+        os.replace(temporary, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        if isinstance(exc, OSError):
+            raise StorageError(f"Could not write {short(path)}: {exc.strerror or exc}.") from None
+        raise
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -1025,12 +1074,20 @@ def _parser() -> argparse.ArgumentParser:
     show.set_defaults(run=_show)
 
     export = commands.add_parser(
-        "export", help="write a store's opportunities as CSV or the whole store as JSON"
+        "export",
+        help="write a store's opportunities as CSV, the whole store as JSON, or the deal "
+        "table (or every event) as Parquet",
     )
     export.add_argument("--store", required=True)
-    export.add_argument("--format", choices=("csv", "json"), default="csv")
+    export.add_argument("--format", choices=("csv", "json", "parquet"), default="csv")
     export.add_argument(
         "--history", action="store_true", help="CSV: one row per event instead of per deal"
+    )
+    export.add_argument(
+        "--events",
+        action="store_true",
+        help="Parquet: every event record of the store (deals, pipelines, leads, campaigns) "
+        "instead of the deal table, for oppcore.frame.project",
     )
     export.add_argument(
         "--output", "-o", metavar="FILE", help="the file to write (default: stdout)"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -400,3 +400,39 @@ def test_opportunities_and_snapshots_read_only_what_changed_since_the_last_call(
     store.handed = 0
     assert len(repo.campaigns()) == len(SAMPLE.campaigns)
     assert store.handed == 1
+
+
+def test_a_stored_value_beyond_a_frame_is_refused_naming_the_deal_never_rounded(
+    tmp_path: Path,
+) -> None:
+    """SQLite's fast frame parses plain decimal text only; anything else takes the exact path:
+    an exponent form reads exactly, more than 18 places is the ValidationError deal_frame gives."""
+    from oppcore import FixedClock, LineItem, Money
+
+    clock = FixedClock(datetime(2026, 1, 5, 9, tzinfo=timezone.utc))
+    big = Opportunity.open(
+        name="Exponent", id="e-1", amount=Money(Decimal("1E+3"), "THB"), clock=clock
+    )
+    tiny = Opportunity.open(
+        name="Tiny",
+        id="t-1",
+        currency="THB",
+        line_items=[
+            LineItem(
+                product="Screw",
+                unit_price=Money("0.000001", "THB"),
+                quantity=Decimal("0.000001"),
+                discount=Decimal("0.000001"),
+            )
+        ],
+        clock=clock,
+    )
+    assert tiny.versions()[0].amount == Decimal("9.9999999E-13")  # 20 places
+    with open_repository(tmp_path / "a.db") as repo:
+        repo.save(big)
+        frame = repo.deal_frame()
+        assert frame["amount"].to_list() == [Decimal(1000)]
+        repo.save(tiny)
+        with pytest.raises(ValidationError, match="'t-1'"):
+            repo.deal_frame()
+        assert repo.find(order_by="name")[1].amount == Decimal("9.9999999E-13")

@@ -74,6 +74,8 @@ def lazy(frame: object, columns: Iterable[str] = ()) -> Any:
     if not isinstance(wrapped, (nw.DataFrame, nw.LazyFrame)):
         raise ValidationError(f"Analytics take opportunities or a deal frame, not {short(frame)}.")
     result = wrapped.lazy()
+    if result.implementation.is_spark_like():
+        _check_spark_session(result)
     names = set(result.collect_schema().names())
     missing = [name for name in (*_NEEDED, *columns) if name not in names]
     if missing:
@@ -387,12 +389,52 @@ _KEY_COLUMNS = {
 def cycle_microseconds(lf: Any, zone: tzinfo = _UTC) -> Any:
     """Microseconds from opening to close as the clocks of ``zone`` show them (as
     ``_common.local_span`` counts them), exact on every engine."""
+    if lf.implementation.is_spark_like():
+        # narwhals has no duration arithmetic on Spark: count from calendar fields instead.
+        closed, created = local_time(lf, "closed_at", zone), local_time(lf, "created_at", zone)
+        return _epoch_microseconds(closed) - _epoch_microseconds(created)
     span = local_time(lf, "closed_at", zone) - local_time(lf, "created_at", zone)
     if lf.implementation.is_pandas_like():
         # pandas' total_microseconds goes through float seconds and floors, one short now
         # and then; its Arrow durations cast to the whole count exactly.
         return span.cast(_narwhals().Int64())
     return span.dt.total_microseconds()
+
+
+def _epoch_microseconds(expr: Any) -> Any:
+    """Microseconds since 1970-01-01 of a datetime expression, from its calendar fields
+    (every engine has them); exact for every year of the proleptic Gregorian calendar."""
+    i64 = _narwhals().Int64()
+    year = expr.dt.year().cast(i64)
+    before = year - 1
+    # Days to 1 January of ``year``: 365 a year plus the leap days before it, less the 477
+    # leap days before 1970.
+    days = (
+        (year - 1970) * 365
+        + before // 4
+        - before // 100
+        + before // 400
+        - 477
+        + expr.dt.ordinal_day().cast(i64)
+        - 1
+    )
+    seconds = ((days * 24 + expr.dt.hour().cast(i64)) * 60 + expr.dt.minute().cast(i64)) * 60
+    return (seconds + expr.dt.second().cast(i64)) * 1_000_000 + expr.dt.microsecond().cast(i64)
+
+
+_UTC_NAMES = frozenset({"UTC", "Etc/UTC", "GMT", "Etc/GMT", "Z", "+00:00"})
+
+
+def _check_spark_session(result: Any) -> None:
+    """Spark reads dates and hours in its session's time zone: refuse any but UTC, which is
+    what the deal table's times are in (time_zone= then places them in local days)."""
+    session = getattr(result.to_native(), "sparkSession", None)
+    zone = None if session is None else session.conf.get("spark.sql.session.timeZone")
+    if zone not in _UTC_NAMES:
+        raise ValidationError(
+            f"Spark reads dates in the session's time zone, here {zone!r}: set "
+            "spark.sql.session.timeZone to 'UTC' (and pass time_zone= to report in local days)."
+        )
 
 
 def current_rows(frame: object) -> list[Any]:

@@ -290,6 +290,14 @@ def check_backend(backend: object) -> None:
         )
 
 
+#: Decimal text that fits a frame's decimal(38, 18) as it is: what polars parses exactly.
+_PLAIN_DECIMAL = r"^-?[0-9]{1,20}(\.[0-9]{0,18})?$"
+
+
+class NotPlainText(Exception):
+    """A decimal in the table is not plain text that fits decimal(38, 18)."""
+
+
 def text_frame(rows: list[tuple[Any, ...]], names: Sequence[str] = COLUMNS) -> Any:
     """A polars frame of ``names`` (``oppcore.frame.deal_frame``'s types) from rows in
     SQLite's text encoding, parsed by polars: no ``DealVersion`` objects on the way."""
@@ -299,6 +307,15 @@ def text_frame(rows: list[tuple[Any, ...]], names: Sequence[str] = COLUMNS) -> A
     schema = _schema(pl)
     text = {name: (pl.Int64 if name == "version" else pl.String) for name in names}
     raw = pl.DataFrame(rows, schema=text, orient="row")
+    plain = [
+        pl.col(name).str.contains(_PLAIN_DECIMAL).fill_null(True).all()
+        for name in names
+        if name in DECIMALS
+    ]
+    if plain and not all(raw.select(plain).row(0)):
+        # polars would round more than 18 places, or read an exponent: let the exact path
+        # build the frame (or name the deal whose value does not fit).
+        raise NotPlainText
     money = schema["amount"]
     stamp = "%Y-%m-%dT%H:%M:%S%.f%:z"
     parse = []

@@ -534,7 +534,15 @@ class SqliteEventStore:
     def deal_frame(self, *, backend: str = "polars", current: bool = False) -> Any:
         """The table as a deal frame, parsed from its text columns by polars."""
         _table.check_backend(backend)
-        return _table.as_backend(self._read_frame(COLUMNS, current), backend)
+        try:
+            return _table.as_backend(self._read_frame(COLUMNS, current), backend)
+        except _table.NotPlainText:
+            # A value in exponent form, or with more places than a frame holds: the exact
+            # path reads it, or names the deal whose value does not fit.
+            from oppcore.frame import deal_frame
+
+            rows = (row for row in self.deal_versions() if not current or row.is_current)
+            return deal_frame(list(rows), backend=backend)
 
     def _read_frame(self, names: Sequence[str], current: bool) -> Any:
         where = " WHERE valid_to IS NULL AND recorded_to IS NULL" if current else ""
@@ -547,7 +555,7 @@ class SqliteEventStore:
         try:
             return _table.text_frame(rows, names)
         except Exception as exc:  # polars' parse errors: the table holds text it cannot read
-            if isinstance(exc, (ImportError, ValidationError)):
+            if isinstance(exc, (ImportError, ValidationError, _table.NotPlainText)):
                 raise
             raise CorruptStoreError(
                 f"Database {str(self.path)!r}: the deal table holds a value that does not "
