@@ -707,19 +707,11 @@ class PostgresEventStore:
                     "pg_advisory_xact_lock('oppcore_events'::regclass::oid::bigint)",
                     (str(lock_wait),),
                 )
-                keep = _table.covers(streams, deal_rows)
-                before = _last_position(connection) if keep else 0
+                keep = _table.covers(streams, deal_rows) and _caught_up(connection)
                 self._insert(connection, rows)
-                if keep and _marker(connection) == before:
+                if keep:
                     assert deal_rows is not None
-                    for stream_id, (since, found) in deal_rows.items():
-                        connection.execute(
-                            f"DELETE FROM {_table.TABLE} "
-                            "WHERE opportunity_id = %s AND version >= %s",
-                            (stream_id, since),
-                        )
-                        _insert_deals(connection, found)
-                    _set_marker(connection, _last_position(connection))
+                    _keep_table(connection, deal_rows)
 
         try:
             self._run("append to", work, ids=streams)
@@ -1045,6 +1037,55 @@ def _set_marker(connection: psycopg.Connection[Any], position: int) -> None:
         "INSERT INTO oppcore_meta (key, value) VALUES (%s, %s) "
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         (_table.MARKER, str(position)),
+    )
+
+
+def _caught_up(connection: psycopg.Connection[Any]) -> bool:
+    """Under the append lock: whether the deal table reflects every event stored (one query;
+    a store whose table is not built has no position in oppcore_meta)."""
+    row = connection.execute(
+        "SELECT (SELECT value FROM oppcore_meta WHERE key = %s), "
+        "(SELECT MAX(position) FROM oppcore_events)",
+        (_table.MARKER,),
+    ).fetchone()
+    return row is not None and row[0] is not None and row[0] == str(row[1] or 0)
+
+
+# The deal table's columns as PostgreSQL arrays, for one INSERT ... SELECT FROM unnest(...).
+_ARRAY_TYPES = {
+    name: "timestamptz[]"
+    if name in _table.DATETIMES
+    else "numeric[]"
+    if name in _table.DECIMALS
+    else "int[]"
+    if name == "version"
+    else "date[]"
+    if name == "expected_close"
+    else "text[]"
+    for name in COLUMNS
+}
+
+
+def _keep_table(connection: psycopg.Connection[Any], deal_rows: _table.DealRows) -> None:
+    """In the append's transaction, after its events: replace the rows of each deal from
+    the first version that changed, and move the table's position to the last event (two
+    statements however many deals the append writes)."""
+    revised = [(stream_id, since) for stream_id, (since, _) in deal_rows.items() if since]
+    if revised:  # a new deal has no rows yet
+        connection.execute(
+            f"DELETE FROM {_table.TABLE} AS t USING unnest(%s::text[], %s::int[]) AS d(id, v) "
+            "WHERE t.opportunity_id = d.id AND t.version >= d.v",
+            ([stream_id for stream_id, _ in revised], [since for _, since in revised]),
+        )
+    found = [row for _, rows in deal_rows.values() for row in rows]
+    arrays = [[getattr(row, name) for row in found] for name in COLUMNS]
+    unnest = ", ".join(f"%s::{_ARRAY_TYPES[name]}" for name in COLUMNS)
+    connection.execute(
+        f"WITH added AS (INSERT INTO {_table.TABLE} ({', '.join(COLUMNS)}) "
+        f"SELECT * FROM unnest({unnest})) "
+        "UPDATE oppcore_meta SET value = (SELECT MAX(position) FROM oppcore_events)::text "
+        "WHERE key = %s",
+        [*arrays, _table.MARKER],
     )
 
 
