@@ -870,8 +870,24 @@ def test_verify_a_sound_store(demo: tuple[Path, str], tmp_path: Path) -> None:
 
     assert out.splitlines() == [
         f"{store}: sound. 300 opportunities, 519 leads, 6 campaigns, 2 pipelines; every "
-        "record reads and every history replays."
+        "record reads and every history replays.",
+        "The deal table reflects every event.",
     ]
+
+
+def test_verify_says_when_the_deal_table_is_not_built_yet_and_builds_nothing(
+    tmp_path: Path,
+) -> None:
+    """A store oppcore 0.1 wrote: sound, its table not built yet (verify writes nothing)."""
+    import hashlib
+    import shutil
+
+    path = tmp_path / "old.db"
+    shutil.copyfile(Path(__file__).parent / "fixtures" / "format1" / "store.db", path)
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    out = ok(oppcore("verify", "--store", "old.db", cwd=tmp_path))
+    assert out.splitlines()[-1].startswith("The deal table is not built yet: the first query")
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
 
 
 @pytest.mark.parametrize(

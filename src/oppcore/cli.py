@@ -958,6 +958,7 @@ def _verify(args: argparse.Namespace) -> int:
         except OppcoreError:
             counts = {}
         problems = repo.verify()
+        status = "" if problems else repo.deal_table_status()
     if problems:
         for problem in problems:
             print(problem)
@@ -970,6 +971,7 @@ def _verify(args: argparse.Namespace) -> int:
         f"{counts['campaign']} campaigns, {counts['pipeline']} pipelines; every record reads "
         "and every history replays."
     )
+    print(f"{status[:1].upper()}{status[1:]}.")
     return 0
 
 
