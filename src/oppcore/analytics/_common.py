@@ -319,10 +319,22 @@ def per(money: Money | None, count: int | Decimal) -> Money | None:
     return Money._exact(DIVISION.divide(money.amount, Decimal(count)), money.currency)
 
 
+def microseconds(delta: timedelta) -> int:
+    """A duration as a whole number of microseconds (exact)."""
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
 def days(delta: timedelta) -> Decimal:
     """A duration in days, exactly (to the microsecond)."""
-    micro = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
-    return DIVISION.divide(Decimal(micro), _DAY_SECONDS * 1_000_000)
+    return DIVISION.divide(Decimal(microseconds(delta)), _DAY_SECONDS * 1_000_000)
+
+
+def mean_days(total_microseconds: int, count: int) -> Decimal | None:
+    """The mean of ``count`` durations that add up to ``total_microseconds``, in days: one
+    division of the exact total (None for no durations)."""
+    if not count:
+        return None
+    return DIVISION.divide(Decimal(total_microseconds), _DAY_SECONDS * 1_000_000 * count)
 
 
 def quantile(sorted_values: Sequence[Decimal], q: Decimal) -> Decimal | None:

@@ -257,10 +257,15 @@ def amount_groups(
     rates: Any,
     zone: tzinfo,
     valued_on: date,
+    *,
+    by_day: bool = True,
 ) -> tuple[Any, Any, list[dict[str, Any]]]:
     """The rows standing at ``as_of``, the table's ``Valuation``, and one group per ``keys``
     (``day``: expected close when open, local close date otherwise; ``foreign``: see
-    ``with_foreign_amount``) with its count, the count with an amount, and their sum."""
+    ``with_foreign_amount``) with its count, the count with an amount, and their sum.
+
+    ``by_day=False``: the caller needs days only to convert amounts, so when nothing is
+    converted ``day`` is null and the groups do not split by it."""
     nw = _narwhals()
     col = nw.col
     lf = standing(lazy(frame), as_of)
@@ -271,6 +276,8 @@ def amount_groups(
         nw.when(col("outcome") == "open")
         .then(col("expected_close"))
         .otherwise(local_day(lf, "closed_at", zone))
+        if by_day or converting
+        else nw.lit(None, dtype=nw.Date())
     )
     grouped = rows(
         with_foreign_amount(lf.with_columns(day=day), money.currency, converting)
@@ -485,6 +492,7 @@ def effectiveness(
     valued_on: date,
 ) -> list[Any]:
     """``analytics.effectiveness`` on a deal frame, ``by`` one of the named keys."""
+    from oppcore.analytics import _common
     from oppcore.analytics.effectiveness import _finished, _Tally
     from oppcore.domain.money import EXACT
 
@@ -492,12 +500,20 @@ def effectiveness(
     col = nw.col
     column = _KEY_COLUMNS[by]
     keys = [column, "outcome", "forecast_category", "probability", "currency", "foreign", "day"]
-    lf, money, grouped = amount_groups(frame, keys, as_of, currency, rates, zone, valued_on)
+    lf, money, grouped = amount_groups(
+        frame, keys, as_of, currency, rates, zone, valued_on, by_day=False
+    )
     won_lf = lf.filter(col("outcome") == "won", ~col("closed_at").is_null())
+    # Seconds and the microseconds beyond them, summed apart: a million long cycles in
+    # microseconds would overflow a 64-bit sum.  s * 10**6 + rest is the cycle whichever way
+    # the engine rounds its integer division.
+    cycle = cycle_microseconds(won_lf, zone)
     cycles = rows(
-        won_lf.with_columns(cycle=cycle_microseconds(won_lf, zone))
-        .group_by([column, "cycle"], drop_null_keys=False)
-        .agg(n=nw.len())
+        won_lf.with_columns(
+            seconds=cycle // 1_000_000, rest=cycle - (cycle // 1_000_000) * 1_000_000
+        )
+        .group_by(column, drop_null_keys=False)
+        .agg(seconds=col("seconds").sum(), rest=col("rest").sum(), n=nw.len())
     )
     tallies: dict[Any, _Tally] = {}
     if by == "campaign":
@@ -529,9 +545,10 @@ def effectiveness(
                 tally.won_with_amount += counted
         else:
             tally.lost += count
-    lengths: dict[Any, list[tuple[int, int]]] = {}
-    for group in cycles:
-        lengths.setdefault(group[column], []).append((int(group["cycle"]), int(group["n"])))
+    spans: dict[Any, tuple[int, int]] = {
+        group[column]: (int(group["seconds"]) * 1_000_000 + int(group["rest"]), int(group["n"]))
+        for group in cycles
+    }
     for tally in tallies.values():
         tally.won_revenue, tally.pipeline = _plain(tally.won_revenue), _plain(tally.pipeline)
         tally.weighted = _plain(tally.weighted)
@@ -540,20 +557,8 @@ def effectiveness(
         by=by,
         known=known,
         money=money,
-        cycle_days=lambda key, _: _mean_days(lengths.get(key, [])),
+        cycle_days=lambda key, _: _common.mean_days(*spans.get(key, (0, 0))),
     )
-
-
-def _mean_days(lengths: list[tuple[int, int]]) -> Decimal | None:
-    """The mean of per-deal day counts, each worked out as the object analytics do."""
-    from oppcore.analytics import _common
-    from oppcore.domain.money import DIVISION, EXACT
-
-    total, count = Decimal(0), 0
-    for micro, n in lengths:
-        total = EXACT.add(total, EXACT.multiply(_common.days(timedelta(microseconds=micro)), n))
-        count += n
-    return DIVISION.divide(total, Decimal(count)) if count else None
 
 
 def sales_cycle_lengths(frame: object, basis: str, zone: tzinfo = _UTC) -> list[Decimal]:

@@ -35,7 +35,7 @@ class EffectivenessRow:
     Two win rates, both named: ``win_rate`` is won / (won + lost), None while nothing has
     closed; ``win_rate_all`` is won / all opportunities, open ones included.  Rates and ROI
     are fractions (ROI 3 means 300 %).  ``avg_cycle_days`` is the mean of days from opening
-    to close over won deals.  Cost columns are filled for campaigns with a known cost; a
+    to close over won deals (their microseconds added up exactly, divided once).  Cost columns are filled for campaigns with a known cost; a
     campaign's cost is counted once, however many deals it brought.
     """
 
@@ -68,7 +68,8 @@ class _Tally:
     pipeline: Decimal = Decimal(0)
     weighted: Decimal = Decimal(0)
     won_with_amount: int = 0
-    cycles: list[Decimal] = attrs.Factory(list)
+    cycle_micro: int = 0  # the won deals' cycles added up, in microseconds: exact
+    cycles: int = 0
 
 
 def _key_function(by: object) -> Callable[[Opportunity], Hashable]:
@@ -172,13 +173,17 @@ def effectiveness(
                 tally.won_revenue = add(tally.won_revenue, value)
                 tally.won_with_amount += 1
             if opp.closed_at is not None:
-                tally.cycles.append(
-                    _common.days(_common.local_span(opp.created_at, opp.closed_at, zone))
-                )
+                span = _common.local_span(opp.created_at, opp.closed_at, zone)
+                tally.cycle_micro += _common.microseconds(span)
+                tally.cycles += 1
         else:
             tally.lost += 1
     rows = _finished(
-        tallies, by=by, known=known, money=money, cycle_days=lambda _, t: _common.mean(t.cycles)
+        tallies,
+        by=by,
+        known=known,
+        money=money,
+        cycle_days=lambda _, t: _common.mean_days(t.cycle_micro, t.cycles),
     )
     return Table.of(EffectivenessRow, rows, title=f"Effectiveness by {_title(by)}")
 
