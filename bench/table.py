@@ -435,7 +435,7 @@ def measure_size(path: Path, count: int) -> list[str]:
         f"{now.estimated_size() / count:.0f} bytes per deal (target < 300)",
         f"   SQLite file: {size / count:,.0f} bytes per deal with its table and indexes; event "
         f"payloads {events / count:,.0f} bytes per deal (an Opened payload averages "
-        f"{opened:,.0f} bytes, its pipeline copied in)",
+        f"{opened:,.0f} bytes, its pipeline referenced, stored once per definition)",
     ]
 
 
