@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import errno
 import io
 import json
@@ -755,10 +754,12 @@ def _saving(args: argparse.Namespace, save: Callable[[], object]) -> None:
 def _exported_pipeline(path: str, store: str) -> Pipeline | None:
     """The pipeline a file ``oppcore export`` wrote names: one the store holds, or a stock
     one; None leaves the choice to ``read_csv``."""
+    from oppcore.io import csvfiles
+
     try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            named = {row.get("pipeline") or "" for row in csv.DictReader(handle)} - {""}
-    except (OSError, UnicodeDecodeError, csv.Error):
+        # Read as read_csv reads the file: cells past the csv module's limit too.
+        named = set(csvfiles.exported_pipelines(path))
+    except OppcoreError:
         return None  # read_csv reports what is wrong with the file
     if len(named) != 1:
         if len(named) > 1:

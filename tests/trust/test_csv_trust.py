@@ -416,3 +416,31 @@ def test_table_to_csv_quotes_formula_text_and_leaves_numbers(owners: list[str]) 
         assert row["won"] == "1"
         assert Decimal(row["won_revenue"]) == Decimal("-2")
         assert not row["won_revenue"].startswith(FORMULA_QUOTE)
+
+
+def test_an_export_with_a_cell_past_the_csv_limit_imports_into_its_own_pipeline(
+    tmp_path: Path,
+) -> None:
+    """``oppcore import`` of an export whose line-items cell is past the csv module's 131,072
+    characters still finds the pipeline the file names (here Salesforce's), not a guess."""
+    from oppcore import open_repository
+    from tests.test_cli import ok, oppcore
+
+    clock = FixedClock(datetime(2026, 1, 5, 9, tzinfo=timezone.utc))
+    items = [
+        LineItem(f"Part {n:04d} " + "x" * 150, Money("10.00", "THB"), quantity=1)
+        for n in range(1000)
+    ]
+    deal = Opportunity.open(
+        name="Big", id="big-1", pipeline=Pipeline.salesforce(), line_items=items, clock=clock
+    )
+    with open_repository(tmp_path / "from.db") as repo:
+        repo.save(deal)
+    ok(oppcore("export", "--store", "from.db", "--output", "deals.csv", cwd=tmp_path))
+    assert max(len(line) for line in (tmp_path / "deals.csv").read_text().splitlines()) > 131_072
+    ok(oppcore("import", "deals.csv", "--mapping", "oppcore", "--store", "to.db", cwd=tmp_path))
+    with open_repository(tmp_path / "to.db") as repo:
+        [back] = repo.opportunities()
+    assert back.pipeline.id == Pipeline.salesforce().id
+    assert back.stage_key == deal.stage_key
+    assert back.amount == deal.amount
