@@ -404,12 +404,13 @@ class SqliteEventStore:
         """Inside an append's transaction: write its rows if the table is caught up."""
         if self._marker() != before:
             return  # not built, or behind: whoever reads it next catches it up
-        for stream_id, (since, found) in deal_rows.items():
-            self._db.execute(
-                f"DELETE FROM {_table.TABLE} WHERE opportunity_id = ? AND version >= ?",
-                (stream_id, since),
-            )
-            self._insert_rows(found)
+        for stream_id, (since, _) in deal_rows.items():
+            if since:  # a new deal has no rows yet
+                self._db.execute(
+                    f"DELETE FROM {_table.TABLE} WHERE opportunity_id = ? AND version >= ?",
+                    (stream_id, since),
+                )
+        self._insert_rows([row for _, found in deal_rows.values() for row in found])
         self._set_marker(last)
 
     def _insert_rows(self, found: Sequence[DealVersion]) -> None:
