@@ -348,13 +348,9 @@ def _payload(stream_id: str, version: int, kind: object, text: object) -> dict[s
     where = f"Stream {stream_id!r} version {version} ({short(kind)})"
     if not isinstance(text, str):
         raise CorruptStoreError(f"{where} has payload {short(text)}, which is not JSON text.")
-    try:
-        payload = json.loads(text)
-    except ValueError:
-        raise CorruptStoreError(f"{where}: its payload is not JSON.") from None
-    if not isinstance(payload, dict):
-        raise CorruptStoreError(f"{where}: its payload is not a JSON object.")
-    return payload
+    from oppcore.storage.records import payload_object
+
+    return payload_object(text, where)
 
 
 def _decoder(definitions: Iterable[Sequence[Any]]) -> Repository:

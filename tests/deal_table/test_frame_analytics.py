@@ -7,7 +7,6 @@ DuckDB), and the two results must be equal: every row, every exact decimal.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -24,20 +23,12 @@ from oppcore.analytics import (
     snapshot,
 )
 from oppcore.frame import deal_frame
+from tests.deal_table.engines import ENGINES, as_arrow
 
 pl = pytest.importorskip("polars")
-pytest.importorskip("pyarrow")
-duckdb = pytest.importorskip("duckdb")
 
 SAMPLE = sample.generate(opportunities=120)
 FRAME = deal_frame(SAMPLE.opportunities)
-ENGINES: dict[str, Callable[[Any], Any]] = {
-    "polars": lambda frame: frame,
-    "polars-lazy": lambda frame: frame.lazy(),
-    "pyarrow": lambda frame: frame.to_arrow(),
-    "pandas": lambda frame: frame.to_pandas(use_pyarrow_extension_array=True),
-    "duckdb": lambda frame: duckdb.connect().from_arrow(frame.to_arrow()),
-}
 MOMENTS: list[datetime | date | None] = [
     None,
     datetime(2026, 6, 1, tzinfo=timezone.utc),
@@ -134,22 +125,13 @@ def test_a_snapshot_of_a_frame_is_a_frame_of_the_deals_as_they_stood(engine: str
     assert type(got) is type(frame)
     then = snapshot(SAMPLE.opportunities, as_of=as_of)
     want = deal_frame(then).filter(pl.col("valid_to").is_null(), pl.col("recorded_to").is_null())
-    rows = pl.from_arrow(_arrow(got)).sort("opportunity_id")
+    rows = pl.from_arrow(as_arrow(got)).sort("opportunity_id")
     assert rows["opportunity_id"].to_list() == sorted(opp.id for opp in then)
     columns = ["opportunity_id", "version", "stage", "outcome", "expected_close"]
     assert rows.select(columns).rows() == want.sort("opportunity_id").select(columns).rows()
     assert [Decimal(v).normalize() if v is not None else None for v in rows["amount"]] == [
         v.normalize() if v is not None else None for v in want.sort("opportunity_id")["amount"]
     ]
-
-
-def _arrow(frame: Any) -> Any:
-    import narwhals as nw
-
-    wrapped = nw.from_native(frame)
-    if isinstance(wrapped, nw.LazyFrame):
-        wrapped = wrapped.collect()
-    return wrapped.to_arrow()
 
 
 def test_rates_convert_on_both_routes_alike() -> None:

@@ -45,10 +45,9 @@ from oppcore.analytics import (
 )
 from oppcore.frame import deal_frame
 from tests.analytics.test_history_cases import BAD_CALLS, _mixed_deals
+from tests.deal_table.engines import ENGINES
 
 pl = pytest.importorskip("polars")
-pytest.importorskip("pyarrow")
-duckdb = pytest.importorskip("duckdb")
 
 UTC = timezone.utc
 T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
@@ -140,13 +139,6 @@ def _first_used(deals: Iterable[Opportunity]) -> list[Pipeline]:
 
 
 PIPELINES = _first_used(DEALS)
-ENGINES: dict[str, Callable[[Any], Any]] = {
-    "polars": lambda frame: frame,
-    "polars-lazy": lambda frame: frame.lazy(),
-    "pyarrow": lambda frame: frame.to_arrow(),
-    "pandas": lambda frame: frame.to_pandas(use_pyarrow_extension_array=True),
-    "duckdb": lambda frame: duckdb.connect().from_arrow(frame.to_arrow()),
-}
 EVERY_ENGINE = pytest.mark.parametrize("engine", sorted(ENGINES))
 NOW = datetime(2026, 9, 1, 12, 0, tzinfo=UTC)
 ZONES = [None, "Asia/Bangkok", "America/New_York"]

@@ -20,18 +20,12 @@ from hypothesis import strategies as st
 from oppcore import FixedClock, OppcoreError, Opportunity, ValidationError
 from oppcore.analytics import effectiveness, forecast, sales_cycle, snapshot
 from oppcore.frame import deal_frame
+from tests.deal_table.engines import EAGER_AND_DUCKDB, as_arrow
 from tests.strategies import opportunities
 
 pl = pytest.importorskip("polars")
-pytest.importorskip("pyarrow")
-duckdb = pytest.importorskip("duckdb")
 
-ENGINES: dict[str, Callable[[Any], Any]] = {
-    "polars": lambda frame: frame,
-    "pandas": lambda frame: frame.to_pandas(use_pyarrow_extension_array=True),
-    "pyarrow": lambda frame: frame.to_arrow(),
-    "duckdb": lambda frame: duckdb.connect().from_arrow(frame.to_arrow()),
-}
+ENGINES = EAGER_AND_DUCKDB
 CLOCK = FixedClock(datetime(2030, 1, 1, tzinfo=timezone.utc))
 # Each example runs the analytic five times (the objects and four engines): a quarter of the
 # profile's examples (25 in CI, 500 with HYPOTHESIS_PROFILE=thorough).
@@ -122,15 +116,6 @@ def test_a_snapshot_of_a_frame_holds_the_rows_of_the_deals_as_they_stood(
     want = sorted((o.id, o.version, o.stage_key) for o in then)
     for engine, make in ENGINES.items():
         got = snapshot(make(frame), as_of=as_of, known_at=known)
-        native = pl.from_arrow(_arrow(got))
+        native = pl.from_arrow(as_arrow(got))
         rows = sorted(native.select("opportunity_id", "version", "stage").iter_rows())
         assert rows == want, engine
-
-
-def _arrow(frame: Any) -> Any:
-    import narwhals as nw
-
-    wrapped = nw.from_native(frame)
-    if isinstance(wrapped, nw.LazyFrame):
-        wrapped = wrapped.collect()
-    return wrapped.to_arrow()

@@ -34,24 +34,6 @@ from tests.strategies import built_opportunities
 
 SAMPLE = sample.generate(opportunities=120)
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "format1"
-BACKENDS = ["memory", "jsonl", "sqlite", "postgres"]
-
-
-@pytest.fixture(params=BACKENDS)
-def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Repository]]:
-    """Opens a repository on one backend; every call opens the same store again."""
-    kind = request.param
-    if kind == "memory":
-        store = MemoryEventStore()
-        yield lambda: Repository(store)
-    elif kind == "jsonl":
-        yield lambda: open_repository(tmp_path / "deals.jsonl")
-    elif kind == "sqlite":
-        yield lambda: open_repository(tmp_path / "deals.db")
-    else:
-        with fresh_schema(server()) as conninfo:
-            url = as_url(conninfo)
-            yield lambda: open_repository(url)
 
 
 def _key(row: DealVersion) -> tuple[str, int, datetime]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,22 +22,6 @@ from tests.storage.postgres_support import as_url, fresh_schema, server
 
 SAMPLE = sample.generate(opportunities=60)
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "format1"
-
-
-@pytest.fixture(params=["memory", "jsonl", "sqlite", "postgres"])
-def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Repository]]:
-    kind = request.param
-    if kind == "memory":
-        store = MemoryEventStore()
-        yield lambda: Repository(store)
-    elif kind == "jsonl":
-        yield lambda: open_repository(tmp_path / "deals.jsonl")
-    elif kind == "sqlite":
-        yield lambda: open_repository(tmp_path / "deals.db")
-    else:
-        with fresh_schema(server()) as conninfo:
-            url = as_url(conninfo)
-            yield lambda: open_repository(url)
 
 
 def _records(repo: Repository) -> list[EventRecord]:

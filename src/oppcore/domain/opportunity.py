@@ -689,11 +689,7 @@ class Opportunity:
             )
         if first.version != 1:
             raise ValidationError(f"Opened must be version 1, not {_checks.short(first.version)}.")
-        opp = _opened(first)
-        for event in iterator:
-            opp = opp._apply(event)
-        opp.events  # noqa: B018 - the value keeps its own tuple, not the fold's shared list
-        return opp
+        return _opened(first)._extended(iterator)
 
     def _extended(self, events: Iterable[Event]) -> Opportunity:
         """The deal after ``events``, its next ones: ``replay((*self.events, *events))``,
@@ -701,7 +697,7 @@ class Opportunity:
         opp = self
         for event in events:
             opp = opp._apply(event)
-        opp.events  # noqa: B018 - as replay: the value keeps its own tuple
+        opp.events  # noqa: B018 - the value keeps its own tuple, not the fold's shared list
         return opp
 
     def _apply(self, event: Event) -> Opportunity:

@@ -281,15 +281,6 @@ def sqlite_ddl() -> str:
     )
 
 
-def check_backend(backend: object) -> None:
-    from oppcore.frame import BACKENDS
-
-    if backend not in BACKENDS:
-        raise ValidationError(
-            f"backend must be one of {', '.join(map(repr, BACKENDS))}, not {short(backend)}."
-        )
-
-
 #: Decimal text that fits a frame's decimal(38, 18) as it is: what polars parses exactly.
 _PLAIN_DECIMAL = r"^-?[0-9]{1,20}(\.[0-9]{0,18})?$"
 
@@ -327,14 +318,6 @@ def text_frame(rows: list[tuple[Any, ...]], names: Sequence[str] = COLUMNS) -> A
         elif name == "expected_close":
             parse.append(pl.col(name).str.to_date("%Y-%m-%d"))
     return raw.with_columns(parse) if parse else raw
-
-
-def as_backend(frame: Any, backend: str) -> Any:
-    if backend == "polars":
-        return frame
-    if backend == "pyarrow":
-        return frame.to_arrow()
-    return frame.to_pandas(use_pyarrow_extension_array=True)
 
 
 def postgres_ddl() -> list[str]:

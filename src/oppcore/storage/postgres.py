@@ -47,6 +47,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import suppress
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote
 
@@ -78,6 +79,8 @@ _T = TypeVar("_T")
 #: streams), referenced from ``Opened``.  Schema 1 stores are read and written as they are.
 SCHEMA_VERSION = 2
 READ_VERSIONS = frozenset({1, 2})
+# Before every row's recorded_from: where a walk of the deal table in key order starts.
+_EARLIEST = datetime.min.replace(tzinfo=timezone.utc)
 PAGE = 10_000
 # Appends up to this many records go in one INSERT; larger ones by COPY.
 _ONE_STATEMENT = 1_000
@@ -835,6 +838,12 @@ class PostgresEventStore:
         """The position of the last event stored (0 for an empty store)."""
         return self._run("read", _last_position)
 
+    def deal_table_lag(self) -> tuple[int | None, int]:
+        """The table's position and the last event's, read in one unit of work."""
+        return self._run(
+            "read", lambda connection: (_marker(connection), _last_position(connection))
+        )
+
     def replace_deals(
         self,
         streams: Mapping[str, Sequence[DealVersion]],
@@ -906,7 +915,7 @@ class PostgresEventStore:
             'WHERE (opportunity_id COLLATE "C", version, recorded_from) > (%s, %s, %s) '
             'ORDER BY opportunity_id COLLATE "C", version, recorded_from LIMIT %s'
         )
-        last: tuple[Any, ...] = ("", -1, datetime_min())
+        last: tuple[Any, ...] = ("", -1, _EARLIEST)
         while True:
             page = self._run("read", functools.partial(_page_of_deals, select, last))
             if not page:
@@ -998,12 +1007,6 @@ def _payload(record: EventRecord) -> str:
 
 
 __all__ = ["PostgresEventStore"]
-
-
-def datetime_min() -> Any:
-    from datetime import datetime, timezone
-
-    return datetime.min.replace(tzinfo=timezone.utc)
 
 
 def _marker(connection: psycopg.Connection[Any]) -> int | None:

@@ -6,6 +6,7 @@ domain; the ``Repository`` turns records into opportunities, leads, campaigns an
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
@@ -93,6 +94,18 @@ _SHAPE: tuple[tuple[str, Callable[[object], bool], str], ...] = (
     ("recorded_at", lambda value: isinstance(value, str), "ISO 8601 text"),
     ("payload", lambda value: isinstance(value, Mapping), "a JSON object"),
 )
+
+
+def payload_object(text: str, where: str) -> dict[str, Any]:
+    """The JSON object a stored payload's text holds; ``CorruptStoreError`` naming ``where``
+    when it is not JSON, or not an object."""
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        raise CorruptStoreError(f"{where}: its payload is not JSON.") from None
+    if not isinstance(payload, dict):
+        raise CorruptStoreError(f"{where}: its payload is not a JSON object.")
+    return payload
 
 
 def shape_problem(data: object) -> str | None:

@@ -357,8 +357,8 @@ class Repository:
         new: dict[str, list[Event]] = {}
         last = after
         # Decode each record as it is read: only events stay alive, not records and payloads.
-        for index, record in enumerate(self.store.read_all(after_position=after), after + 1):
-            last = index if record.position is None else record.position
+        for position, record in self._records_after(after):
+            last = position
             if not record.stream_id.startswith(RESERVED_PREFIXES):
                 new.setdefault(record.stream_id, []).append(self._decode_event(record))
             else:
@@ -378,6 +378,12 @@ class Repository:
             else:
                 self._deal_list[slot] = opp
         self._deals_position = last
+
+    def _records_after(self, after: int) -> Iterator[tuple[int, EventRecord]]:
+        """The records after position ``after``, each with its position (counted on from
+        ``after`` for a store that does not set positions)."""
+        for index, record in enumerate(self.store.read_all(after_position=after), after + 1):
+            yield (index if record.position is None else record.position), record
 
     def _extend(self, opp: Opportunity, events: list[Event]) -> Opportunity:
         try:
@@ -415,9 +421,8 @@ class Repository:
                         found[stream_id] = self._decode_snapshot(record, cls)
         else:
             last = after or 0
-            start = last
-            for index, record in enumerate(self.store.read_all(after_position=start), start + 1):
-                last = index if record.position is None else record.position
+            for position, record in self._records_after(last):
+                last = position
                 if record.stream_id.startswith(prefix):
                     found[record.stream_id] = self._decode_snapshot(record, cls)
         latest.update(found)
@@ -518,11 +523,11 @@ class Repository:
         ``current=True`` gives only the current rows (one per deal): what the analytics of
         the present state read, without the history.
         """
-        from oppcore.frame import deal_frame
+        from oppcore.frame import _check_backend, deal_frame
 
         if not isinstance(current, bool):
             raise ValidationError(f"current must be True or False, not {short(current)}.")
-        _table.check_backend(backend)
+        _check_backend(backend)
         keeper = self._catch_up_table()
         frame_of = getattr(keeper, "deal_frame", None)
         if callable(frame_of):
@@ -577,12 +582,8 @@ class Repository:
             self._kept.update(rows)
             self._kept_position = until
             return None
-        lag = getattr(keeper, "deal_table_lag", None)
         for _ in range(_CATCH_UP_TRIES):
-            if callable(lag):
-                since, last = lag()
-            else:
-                since, last = keeper.deal_table_position(), keeper.last_position()
+            since, last = keeper.deal_table_lag()
             if since is not None and since >= last:
                 return keeper
             rows, until = self._projected_since(since or 0)
@@ -601,8 +602,8 @@ class Repository:
         try:
             touched: dict[str, list[Event]] = {}
             last = after
-            for index, record in enumerate(self.store.read_all(after_position=after), after + 1):
-                last = index if record.position is None else record.position
+            for position, record in self._records_after(after):
+                last = position
                 if not record.stream_id.startswith(RESERVED_PREFIXES):
                     events = touched.setdefault(record.stream_id, [])
                     if after == 0:  # every event of every deal is in this read
@@ -703,13 +704,12 @@ class Repository:
         keeper = self._table_keeper()
         if keeper is None:
             return "the deal table is kept in memory, built when first read"
-        marker = keeper.deal_table_position()
+        marker, last = keeper.deal_table_lag()
         if marker is None:
             return (
                 "the deal table is not built yet: the first query (find, count, deal_frame) "
                 "builds it, or rebuild_deal_table()"
             )
-        last = keeper.last_position()
         if marker >= last:
             return "the deal table reflects every event"
         return (

@@ -50,6 +50,7 @@ from oppcore.storage.records import (
     check_read_args,
     conflict,
     pages,
+    payload_object,
 )
 
 SCHEMA_VERSION = 2
@@ -534,14 +535,14 @@ class SqliteEventStore:
 
     def deal_frame(self, *, backend: str = "polars", current: bool = False) -> Any:
         """The table as a deal frame, parsed from its text columns by polars."""
-        _table.check_backend(backend)
+        from oppcore.frame import _as_backend, _check_backend, deal_frame
+
+        _check_backend(backend)
         try:
-            return _table.as_backend(self._read_frame(COLUMNS, current), backend)
+            return _as_backend(self._read_frame(COLUMNS, current), backend)
         except _table.NotPlainText:
             # A value in exponent form, or with more places than a frame holds: the exact
             # path reads it, or names the deal whose value does not fit.
-            from oppcore.frame import deal_frame
-
             rows = (row for row in self.deal_versions() if not current or row.is_current)
             return deal_frame(list(rows), backend=backend)
 
@@ -635,12 +636,7 @@ class SqliteEventStore:
                 raise CorruptStoreError(
                     f"{where} does not match its checksum; it was damaged after it was written."
                 )
-        try:
-            payload = json.loads(text)
-        except ValueError:
-            raise CorruptStoreError(f"{where}: its payload is not JSON.") from None
-        if not isinstance(payload, dict):
-            raise CorruptStoreError(f"{where}: its payload is not a JSON object.")
+        payload = payload_object(text, where)
         return EventRecord(stream_id, version, kind, at, recorded_at, payload, position)
 
     def stream_ids(self) -> Iterator[str]:
