@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from oppcore import DealVersion, Opportunity
-from oppcore.domain.versions import COLUMNS, project, versions
+from oppcore.domain.versions import COLUMNS, project, tail, versions
 from tests.strategies import opportunities
 
 _TIMES = ("valid_from", "valid_to", "recorded_from", "recorded_to")
@@ -93,3 +93,14 @@ def test_a_row_never_stands_in_the_future_of_what_was_known(
     first = min(e.recorded_at for e in opp.events)
     known = first - data.draw(st.timedeltas(timedelta(microseconds=1), timedelta(days=3)))
     assert not any(row.stands_at(known, known) for row in _versions(opp))
+
+
+@given(opp=opportunities(), data=st.data())
+def test_the_tail_of_a_deal_is_the_projection_from_its_version_on(
+    opp: Opportunity, data: st.DataObject
+) -> None:
+    """Projecting only the events after a prefix (what a save writes) gives exactly the
+    projection's rows of the prefix's version and later, back-dated events included."""
+    cut = data.draw(st.integers(1, opp.version))
+    prefix = Opportunity.replay(opp.events[:cut])
+    assert tail(prefix, opp.events[cut:]) == tuple(r for r in versions(opp) if r.version >= cut)

@@ -22,7 +22,7 @@ event stamped earlier than the one before it is known only from that one's time.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -175,23 +175,47 @@ def versions(opp: Opportunity) -> tuple[DealVersion, ...]:
     return project(folded(opp))
 
 
-def project(states: Iterable[tuple[Event, Opportunity]]) -> tuple[DealVersion, ...]:
-    """The rows of one deal from each event and the state right after it, in order."""
-    rows: list[DealVersion] = []
-    standing = -1  # index in rows of the row open-ended in both times
-    known = None  # the running maximum of recorded_at: when each event became known
+def project(
+    states: Iterable[tuple[Event, Opportunity]],
+    *,
+    standing: DealVersion | None = None,
+    known: datetime | None = None,
+) -> tuple[DealVersion, ...]:
+    """The rows of one deal from each event and the state right after it, in order.
+
+    ``standing`` and ``known``: the row standing before these events and the running
+    maximum of recorded times so far, to project only a deal's new events (``tail``).
+    """
+    rows: list[DealVersion] = [] if standing is None else [standing]
+    at_standing = len(rows) - 1  # index in rows of the row open-ended in both times
     for event, state in states:
         at = _utc(event.at)
         recorded = _utc(event.recorded_at)
         known = recorded if known is None or recorded > known else known
-        if standing >= 0:
-            old = rows[standing]
+        if at_standing >= 0:
+            old = rows[at_standing]
             if at < known and old.recorded_from < known:
                 # Back-dated: what was known until now stays readable as known then.
-                rows[standing] = attrs.evolve(old, recorded_to=known)
+                rows[at_standing] = attrs.evolve(old, recorded_to=known)
                 rows.append(attrs.evolve(old, valid_to=at, recorded_from=known))
             else:
-                rows[standing] = attrs.evolve(old, valid_to=at)
+                rows[at_standing] = attrs.evolve(old, valid_to=at)
         rows.append(_row(state, at, known, event.version))
-        standing = len(rows) - 1
+        at_standing = len(rows) - 1
     return tuple(rows)
+
+
+def tail(previous: Opportunity, events: Sequence[Event]) -> tuple[DealVersion, ...]:
+    """The rows of version ``previous.version`` and later of the deal ``previous`` becomes
+    after ``events`` (its next ones): what a store replaces when they are saved, without
+    folding the deal's earlier history again.  Equal to those rows of the whole
+    projection: the row standing after the last event is always the one its state made."""
+    known = max(_utc(event.recorded_at) for event in previous.events)
+    last = previous.events[-1]
+    standing = _row(previous, _utc(last.at), known, previous.version)
+    pairs = []
+    state = previous
+    for event in events:
+        state = state._apply(event)
+        pairs.append((event, state))
+    return project(pairs, standing=standing, known=known)

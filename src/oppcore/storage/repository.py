@@ -24,6 +24,7 @@ import attrs
 from oppcore import clock as _clock
 from oppcore._repr import short
 from oppcore.domain import _checks
+from oppcore.domain import versions as _versions
 from oppcore.domain.events import EVENT_TYPES, Event
 from oppcore.domain.lead import Campaign, Lead
 from oppcore.domain.opportunity import Opportunity
@@ -59,6 +60,8 @@ DEFINITION_PREFIX = "definition:"
 DEFINITION_TYPE = "PipelineDefined"
 RESERVED_PREFIXES = (*(prefix for prefix, _ in _SNAPSHOTS.values()), DEFINITION_PREFIX)
 assert RESERVED_PREFIXES == _table.SNAPSHOT_PREFIXES
+# How many deals a repository keeps of those it saved, to project only their next events.
+_SAVED_KEPT = 1_024
 # How many times a reader catching the deal table up retries when writers keep moving it.
 _CATCH_UP_TRIES = 20
 
@@ -89,6 +92,7 @@ class Repository:
         self._deal_list: list[Opportunity] = []
         self._deals_position = 0
         self._defined: set[str] = set()  # definition streams known to be stored
+        self._saved: dict[str, Opportunity] = {}  # the deals saved last, oldest first
         self._definitions: dict[str, dict[str, Any]] = {}  # digest -> pipeline payload
         self._latest: dict[str, dict[str, EventRecord]] = {}
         self._latest_position: dict[str, int] = {}
@@ -149,7 +153,8 @@ class Repository:
             try:
                 keeper = self._table_keeper()
                 if keeper is not None:
-                    keeper.append_many(batches, deal_rows=_deal_rows(planned))
+                    keeper.append_many(batches, deal_rows=self._deal_rows(planned))
+                    self._remember_saved(planned)
                 elif isinstance(store, BatchEventStore):
                     store.append_many(batches)
                 else:  # a backend without batches: each stream is atomic, the whole is not
@@ -162,6 +167,40 @@ class Repository:
                 if attempt or not str(exc.stream_id or "").startswith(DEFINITION_PREFIX):
                     raise
                 self._defined.add(str(exc.stream_id))
+
+    def _deal_rows(self, planned: Iterable[tuple[Plan | None, object]]) -> _table.DealRows:
+        """For each deal a save writes: the first version whose rows change, and its rows from
+        that version on (the row standing before the save is among them: its end changes).
+
+        A deal this repository saved last at that version is projected from there (its new
+        events only), so saving a long deal one event at a time stays linear.
+        """
+        found: dict[str, tuple[int, tuple[DealVersion, ...]]] = {}
+        for plan, saved in planned:
+            if plan is None or not isinstance(saved, Opportunity):
+                continue
+            since = plan[2]
+            before = self._saved.get(saved.id)
+            if (
+                since
+                and before is not None
+                and before.version == since
+                and before.events[-1] == saved.events[since - 1]
+            ):
+                rows = _versions.tail(before, saved.events[since:])
+            else:
+                rows = tuple(r for r in saved.versions() if r.version >= since)
+            found[plan[0]] = (since, rows)
+        return found
+
+    def _remember_saved(self, planned: Iterable[tuple[Plan | None, object]]) -> None:
+        """Keep the deals just saved, a bounded few, for ``_deal_rows`` of their next save."""
+        for plan, saved in planned:
+            if plan is not None and isinstance(saved, Opportunity):
+                self._saved.pop(saved.id, None)
+                self._saved[saved.id] = saved
+        while len(self._saved) > _SAVED_KEPT:
+            del self._saved[next(iter(self._saved))]
 
     def _referenced(self, plans: list[Plan]) -> list[Plan]:
         """The plans with each ``Opened`` naming its pipeline by reference, and a batch for
@@ -869,17 +908,6 @@ def _definition(record: EventRecord, digest: str) -> dict[str, Any]:
 
 def _row_key(row: DealVersion) -> tuple[str, int, datetime]:
     return row.opportunity_id, row.version, row.recorded_from
-
-
-def _deal_rows(planned: Iterable[tuple[Plan | None, object]]) -> _table.DealRows:
-    """For each deal a save writes: the first version whose rows change, and its rows from
-    that version on (the row standing before the save is among them: its end changes)."""
-    found: dict[str, tuple[int, tuple[DealVersion, ...]]] = {}
-    for plan, saved in planned:
-        if plan is not None and isinstance(saved, Opportunity):
-            since = plan[2]
-            found[plan[0]] = (since, tuple(r for r in saved.versions() if r.version >= since))
-    return found
 
 
 def _check_replace(replace: object) -> None:
